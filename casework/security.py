@@ -1,0 +1,122 @@
+"""Request-level safety: who may reach which page, session lifetimes, headers."""
+
+import time
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import logout
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.translation import gettext as _
+
+
+def public(view):
+    """Mark a view as reachable without logging in (public family pages, health)."""
+    view.passage_access = "public"
+    return view
+
+
+def password_only(view):
+    """Mark a view of the login journey: needs a password login, not yet the second factor."""
+    view.passage_access = "password"
+    return view
+
+
+def client_ip(request) -> str:
+    """The client's address, trusting X-Forwarded-For only from our own proxies.
+
+    With PASSAGE_TRUSTED_PROXIES=N, the Nth address from the right of the header is
+    the one our outermost proxy saw; anything left of it is the client's own claim.
+    """
+    trusted = settings.PASSAGE_TRUSTED_PROXIES
+    if trusted:
+        forwarded = [p.strip() for p in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        forwarded = [p for p in forwarded if p]
+        if len(forwarded) >= trusted:
+            return forwarded[-trusted]
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def csp_nonce(request):
+    """Template context: `csp_nonce`, the name django-htmx's script tags look for."""
+    return {"csp_nonce": getattr(request, "csp_nonce", "")}
+
+
+class NoStoreMiddleware:
+    """No page of ours may be kept by a browser or proxy cache (static files excepted:
+    WhiteNoise answers those before this runs)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class SessionLifetimeMiddleware:
+    """Idle timeout and absolute lifetime of a staff session.
+
+    Django only knows one cookie age; we keep the login time and the last request time
+    in the session and end it (server side too) when either limit has passed.
+    """
+
+    # Refresh the last-seen time at most this often, to spare a write per request.
+    TOUCH_SECONDS = 30
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.user.is_authenticated:
+            now = int(time.time())
+            session = request.session
+            started = session.setdefault("passage_auth_at", now)
+            seen = session.get("passage_seen_at", now)
+            if (
+                now - seen > settings.SESSION_IDLE_SECONDS
+                or now - started > settings.SESSION_ABSOLUTE_SECONDS
+            ):
+                logout(request)
+                messages.info(request, _("Your session has ended. Please log in again."))
+            elif now - seen >= self.TOUCH_SECONDS or "passage_seen_at" not in session:
+                session["passage_seen_at"] = now
+        return self.get_response(request)
+
+
+class StaffOnlyMiddleware:
+    """Every page is staff-only and needs the second factor, unless marked otherwise.
+
+    Deny by default: a new view is protected without anyone remembering a decorator.
+    Anonymous visitors go to the login page; a password-only session goes to the
+    second-factor step (or to enrolment, if the account has no device yet).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        access = getattr(view_func, "passage_access", None)
+        if access == "public":
+            return None
+        user = request.user
+        if not user.is_authenticated:
+            return redirect_to(request, "login")
+        if access == "password" or user.is_verified():
+            return None
+        from django_otp import user_has_device
+
+        return redirect_to(request, "verify" if user_has_device(user) else "enrol")
+
+
+def redirect_to(request, name):
+    url = reverse(name)
+    if request.method == "GET" and request.path not in (reverse("home"), url):
+        # The path only: a query string may one day carry search words.
+        url += "?" + urlencode({"next": request.path})
+    return redirect(url)

@@ -1,0 +1,101 @@
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import Group
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import Count, Exists, OuterRef, Q
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+from django.views.i18n import set_language as django_set_language
+
+from .models import Role, Team, User
+from .security import public
+
+
+@login_required
+def home(request):
+    user = request.user
+    teams = Team.objects.filter(Q(members=user) | Q(coordinators=user)).distinct()
+    teams = teams.annotate(
+        n_members=Count("members", distinct=True), n_coordinators=Count("coordinators", distinct=True)
+    ).prefetch_related("coordinators")
+    context = {"teams": teams}
+    if user.has_role(Role.ADMINISTRATOR) or user.has_role(Role.AUDITOR):
+        context["staff"] = staff_overview()
+    return render(request, "casework/home.html", context)
+
+
+def staff_overview() -> dict:
+    """Counts an administrator or auditor can act on; no case content."""
+    from axes.models import AccessAttempt
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    active = User.objects.filter(is_active=True)
+    per_role = dict(
+        Group.objects.filter(name__in=Role.values)
+        .annotate(n=Count("user", filter=Q(user__is_active=True)))
+        .values_list("name", "n")
+    )
+    has_device = TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True)
+    since = timezone.now() - settings.AXES_COOLOFF_TIME
+    return {
+        "roles": [(label, per_role.get(value, 0)) for value, label in Role.choices],
+        "active_users": active.count(),
+        "without_second_factor": active.filter(~Exists(has_device)).count(),
+        "teams": Team.objects.count(),
+        "locked_out": AccessAttempt.objects.filter(
+            attempt_time__gte=since, failures_since_start__gte=settings.AXES_FAILURE_LIMIT
+        ).count(),
+        "failed_logins_24h": AccessAttempt.objects.filter(
+            attempt_time__gte=timezone.now() - timezone.timedelta(hours=24)
+        ).count(),
+    }
+
+
+@public
+@require_GET
+def healthz(request):
+    """ok or fail, nothing more: callers are anonymous."""
+    checks = (_database_ok, _cache_ok, _broker_ok)
+    ok = all(check() for check in checks)
+    return HttpResponse(
+        "ok" if ok else "fail", status=200 if ok else 503, content_type="text/plain"
+    )
+
+
+def _database_ok() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            return cursor.fetchone()[0] == 1
+    except Exception:
+        return False
+
+
+def _cache_ok() -> bool:
+    try:
+        cache.set("passage:healthz", "1", 10)
+        return cache.get("passage:healthz") == "1"
+    except Exception:
+        return False
+
+
+def _broker_ok() -> bool:
+    if settings.CELERY_TASK_ALWAYS_EAGER or not settings.CELERY_BROKER_URL:
+        return True
+    from config.celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        return True
+    except Exception:
+        return False
+
+
+@public
+def set_language(request):
+    """Django's language switcher, open to everyone (the public form has one too)."""
+    return django_set_language(request)
