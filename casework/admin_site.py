@@ -12,6 +12,10 @@ class PassageAdminSite(OTPAdminSite):
     site_title = _("Passage administration")
     index_title = _("Staff accounts and teams")
 
+    def __init__(self, name="admin"):
+        # OTPAdminSite calls itself "otpadmin"; ours is the one admin, at "admin".
+        super().__init__(name)
+
     def has_permission(self, request):
         # The role decides, not is_staff or is_superuser: the superuser flag widens nothing.
         user = request.user

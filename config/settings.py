@@ -89,10 +89,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "casework.security.SessionLifetimeMiddleware",
     "casework.security.StaffOnlyMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -256,6 +256,7 @@ USE_TZ = True
 # --- Static and media -----------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -337,6 +338,7 @@ LOGGING = {
     "loggers": {
         # Request lines carry URLs; keep them out unless asked for.
         "django.server": {"level": "WARNING"},
-        "axes": {"level": "WARNING"},
+        # Axes logs the typed username, which is sometimes a mistyped password.
+        "axes": {"level": "ERROR"},
     },
 }

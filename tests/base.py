@@ -1,0 +1,115 @@
+"""Personas and small helpers shared by the whole suite."""
+
+import uuid
+
+import pytest
+from django.contrib.auth.models import Group
+from django.urls import URLResolver, get_resolver
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from casework.models import Role, Team, User
+
+PASSWORD = "correct-horse-battery-9"
+SAMPLE_UUID = "6f1c2b1e-8d1a-4f3e-9c55-0b7d3a1e2f40"
+
+
+def make_user(username, role=None, *, device=True, **extra) -> User:
+    user = User.objects.create_user(username=username, password=PASSWORD, **extra)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    if device:
+        TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+    return user
+
+
+def make_team(name="Team A", *, coordinators=(), members=()) -> Team:
+    team = Team.objects.create(name=name)
+    team.coordinators.add(*coordinators)
+    team.members.add(*members)
+    return team
+
+
+def totp_now(user, offset=0) -> str:
+    """The code the user's authenticator shows now (offset in steps)."""
+    import time
+
+    device = TOTPDevice.objects.get(user=user, confirmed=True)
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    totp.time = time.time() + offset * device.step
+    return f"{totp.token():0{device.digits}d}"
+
+
+def login_verified(client, user):
+    """Log in with both factors done (as if the TOTP step had passed)."""
+    client.force_login(user)
+    device = TOTPDevice.objects.get(user=user, confirmed=True)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    return client
+
+
+class Personas:
+    """The people every access test needs, created once per test."""
+
+    def __init__(self):
+        self.coordinator = make_user("coordinator", Role.COORDINATOR, first_name="Cora")
+        self.caseworker = make_user("caseworker", Role.CASEWORKER, first_name="Casey")
+        self.other_caseworker = make_user("outsider", Role.CASEWORKER, first_name="Otto")
+        self.auditor = make_user("auditor", Role.AUDITOR)
+        self.administrator = make_user("administrator", Role.ADMINISTRATOR)
+        self.superuser = make_user("root", None, is_superuser=True, is_staff=True)
+        self.team = make_team(
+            "Team A", coordinators=[self.coordinator], members=[self.caseworker]
+        )
+        self.other_team = make_team("Team B", members=[self.other_caseworker])
+
+    def staff(self):
+        return [
+            self.coordinator,
+            self.caseworker,
+            self.other_caseworker,
+            self.auditor,
+            self.administrator,
+            self.superuser,
+        ]
+
+
+@pytest.fixture
+def personas(db):
+    return Personas()
+
+
+# Sample values for URL parameters, by name first, then by converter.
+PARAM_SAMPLES = {"app_label": "casework", "model_name": "user", "object_id": SAMPLE_UUID}
+CONVERTER_SAMPLES = {"UUIDConverter": SAMPLE_UUID, "IntConverter": "1", "PathConverter": "x"}
+
+
+def url_patterns(resolver=None, prefix="/", namespace=""):
+    """Every URL pattern of the project as (name, sample path), so new ones are covered
+    by the tests automatically."""
+    resolver = resolver or get_resolver()
+    seen = set()
+    for key in resolver.reverse_dict:
+        if not isinstance(key, str):
+            continue
+        for possibilities, _pattern, _defaults, converters in resolver.reverse_dict.getlist(key):
+            for fmt, params in possibilities:
+                values = {
+                    p: PARAM_SAMPLES.get(p)
+                    or CONVERTER_SAMPLES.get(type(converters.get(p)).__name__, "1")
+                    for p in params
+                }
+                path = prefix + fmt % values
+                if path not in seen:
+                    seen.add(path)
+                    yield namespace + key, path
+    for ns, (ns_prefix, sub) in resolver.namespace_dict.items():
+        assert isinstance(sub, URLResolver)
+        yield from url_patterns(sub, prefix + ns_prefix, namespace + ns + ":")
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())
