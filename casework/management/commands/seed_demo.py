@@ -61,7 +61,7 @@ class Command(BaseCommand):
         out.write("")
         out.write(self.style.SUCCESS("Demo logins (password for all: %s)" % DEMO_PASSWORD))
         out.write("Second factor: add the secret to an authenticator app, or print the")
-        out.write("current code with `make totp USER=<username>`.")
+        out.write("current code with `make totp U=<username>`.")
         out.write("")
         out.write(f"  {'username':<13}{'role':<15}TOTP secret")
         for username, _f, _l, role in DEMO_USERS:
