@@ -3,7 +3,7 @@ import uuid
 
 from django.conf import settings
 from django.contrib.auth.hashers import check_password, make_password
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, Group
 from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -17,6 +17,12 @@ class Role(models.TextChoices):
     COORDINATOR = "coordinator", _("Coordinator")
     AUDITOR = "auditor", _("Auditor")
     ADMINISTRATOR = "administrator", _("Administrator")
+
+    @staticmethod
+    def group(role: str) -> Group:
+        # get_or_create: a database flushed by transactional tests has lost the
+        # migration-made groups.
+        return Group.objects.get_or_create(name=role)[0]
 
 
 class User(AbstractUser):

@@ -3,7 +3,6 @@
 import uuid
 
 import pytest
-from django.contrib.auth.models import Group
 from django.urls import URLResolver, get_resolver
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import TOTP
@@ -18,7 +17,7 @@ SAMPLE_UUID = "6f1c2b1e-8d1a-4f3e-9c55-0b7d3a1e2f40"
 def make_user(username, role=None, *, device=True, **extra) -> User:
     user = User.objects.create_user(username=username, password=PASSWORD, **extra)
     if role:
-        user.groups.add(Group.objects.get(name=role))
+        user.groups.add(Role.group(role))
     if device:
         TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
     return user

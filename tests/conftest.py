@@ -3,11 +3,7 @@ import shutil
 
 import pytest
 
-# Playwright's sync API runs an event loop in the test thread; Django's async-safety
-# check would then refuse the ORM calls the browser tests make to set up data.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-from tests.base import personas  # noqa: E402,F401  (fixture)
+from tests.base import personas  # noqa: F401  (fixture)
 
 CHROMIUM = "/usr/bin/chromium"
 

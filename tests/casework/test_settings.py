@@ -1,0 +1,148 @@
+"""The production profile, run as production runs it: manage.py in a fresh process."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test import override_settings
+
+from casework.models import Role, Team, User
+from config import settings as config_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def production_env(tmp_path, **extra):
+    drop = ("DEBUG", "DATABASE_URL", "DJANGO_ALLOW_ASYNC_UNSAFE", "REDIS_URL", "CELERY_BROKER_URL")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(
+        SECRET_KEY="k" * 20 + "-production-secret-3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c",
+        ALLOWED_HOSTS="passage.example.org",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'prod.sqlite3'}",
+        PASSAGE_KEYRING=str(tmp_path / "keyring.json"),
+        PASSAGE_VAR_DIR=str(tmp_path / "var"),
+        DJANGO_SETTINGS_MODULE="config.settings",
+    )
+    env.update(extra)
+    return env
+
+
+def manage(env, *args):
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+
+
+def test_check_deploy_is_clean_in_the_production_profile(tmp_path):
+    result = manage(production_env(tmp_path), "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_refuses_to_start_without_a_secret_key(tmp_path):
+    env = production_env(tmp_path)
+    del env["SECRET_KEY"]
+    result = manage(env, "check")
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_production_refuses_to_start_without_allowed_hosts(tmp_path):
+    env = production_env(tmp_path)
+    del env["ALLOWED_HOSTS"]
+    result = manage(env, "check")
+    assert result.returncode != 0
+    assert "ALLOWED_HOSTS" in result.stderr
+
+
+def test_production_cookies_are_secure_and_host_prefixed(tmp_path):
+    code = (
+        "from django.conf import settings as s;"
+        "print(s.SESSION_COOKIE_NAME, s.CSRF_COOKIE_NAME, s.SESSION_COOKIE_SECURE,"
+        " s.CSRF_COOKIE_SECURE, s.SESSION_COOKIE_HTTPONLY, s.DEBUG)"
+    )
+    result = manage(production_env(tmp_path), "shell", "--no-imports", "-c", code)
+    assert result.stdout.split() == [
+        "__Host-sessionid",
+        "__Host-csrftoken",
+        "True",
+        "True",
+        "True",
+        "False",
+    ], result.stderr
+
+
+def test_argon2_is_the_first_password_hasher():
+    # Tests swap in a fast hasher; the configured list is what production uses.
+    assert config_settings.PASSWORD_HASHERS[0].endswith("Argon2PasswordHasher")
+
+
+def test_passwords_need_twelve_characters():
+    with pytest.raises(ValidationError):
+        validate_password("Xk7#qPz9!wL")  # 11
+    validate_password("Xk7#qPz9!wLm")  # 12
+
+
+def test_sessions_are_short():
+    assert settings.SESSION_IDLE_SECONDS == 30 * 60
+    assert settings.SESSION_ABSOLUTE_SECONDS == 8 * 60 * 60
+    assert settings.SESSION_COOKIE_AGE <= 8 * 60 * 60
+    assert settings.PASSWORD_RESET_TIMEOUT <= 60 * 60
+
+
+def test_tasks_run_eagerly_in_tests():
+    from config.celery import app
+
+    assert app.conf.task_always_eager
+
+
+@pytest.mark.django_db
+def test_roles_exist_after_migrate():
+    assert set(Group.objects.values_list("name", flat=True)) >= set(Role.values)
+    admin_perms = set(
+        Group.objects.get(name=Role.ADMINISTRATOR).permissions.values_list("codename", flat=True)
+    )
+    assert {"change_user", "add_team", "delete_totpdevice"} <= admin_perms
+    for role in (Role.CASEWORKER, Role.COORDINATOR, Role.AUDITOR):
+        assert not Group.objects.get(name=role).permissions.exists()
+
+
+@pytest.mark.django_db
+def test_seed_demo_refuses_when_debug_is_off():
+    with pytest.raises(CommandError, match="DEBUG"):
+        call_command("seed_demo")
+    assert not User.objects.exists()
+
+
+@pytest.mark.django_db
+@override_settings(DEBUG=True)
+def test_seed_demo_creates_one_user_per_role_and_can_run_again(capsys):
+    call_command("seed_demo")
+    call_command("seed_demo")
+    for role in Role.values:
+        assert User.objects.filter(groups__name=role).exists(), role
+    assert User.objects.count() == 5
+    assert Team.objects.count() == 3
+    coordinator = User.objects.get(username="coordinator")
+    assert coordinator.led_teams.count() == 3
+    out = capsys.readouterr().out
+    assert "passage-demo-2026" in out and "caseworker" in out
+
+
+def test_keyring_generate_writes_a_private_file_and_never_overwrites(tmp_path):
+    path = tmp_path / "keys" / "keyring.json"
+    call_command("keyring", "generate", "--path", str(path))
+    assert path.stat().st_mode & 0o777 == 0o600
+    before = path.read_bytes()
+    with pytest.raises(CommandError, match="refusing to overwrite"):
+        call_command("keyring", "generate", "--path", str(path))
+    call_command("keyring", "generate", "--path", str(path), "--if-missing")
+    assert path.read_bytes() == before
