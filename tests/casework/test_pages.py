@@ -129,16 +129,16 @@ def test_healthz_says_fail_without_details_when_the_cache_is_down(client, monkey
     assert response.content == b"fail"
 
 
-@override_settings(CELERY_TASK_ALWAYS_EAGER=False, CELERY_BROKER_URL="redis://127.0.0.1:1/0")
-def test_healthz_fails_when_the_configured_broker_is_unreachable(client):
+def test_healthz_fails_when_the_configured_broker_is_unreachable(client, settings, monkeypatch):
     from config.celery import app
 
-    old = app.conf.broker_url
-    app.conf.broker_url = "redis://127.0.0.1:1/0"
-    try:
-        response = client.get(reverse("healthz"))
-    finally:
-        app.conf.broker_url = old
+    dead = "redis://127.0.0.1:1/0"
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.CELERY_BROKER_URL = dead
+    # Celery reads CELERY_BROKER_URL from the environment before its own configuration.
+    monkeypatch.setenv("CELERY_BROKER_URL", dead)
+    monkeypatch.setattr(app.conf, "broker_url", dead)
+    response = client.get(reverse("healthz"))
     assert response.status_code == 503
     assert response.content == b"fail"
 

@@ -53,7 +53,9 @@ def worker(tmp_path):
     log.close()
 
 
-def test_a_real_worker_on_redis_runs_an_enqueued_task(worker, tmp_path):
+def test_a_real_worker_on_redis_runs_an_enqueued_task(worker, tmp_path, monkeypatch):
+    # Celery prefers CELERY_BROKER_URL from the environment over the broker argument.
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     producer = Celery(broker=BROKER)
     producer.send_task("casework.tasks.heartbeat")
     cache = redis.Redis.from_url(CACHE)
