@@ -138,3 +138,6 @@ class BackupCode(models.Model):
     device = models.ForeignKey(BackupCodeDevice, on_delete=models.CASCADE, related_name="codes")
     code_hash = models.CharField(max_length=256)
     used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"backup code ({'used' if self.used_at else 'unused'})"

@@ -53,9 +53,13 @@ class Keyring:
         try:
             data = json.loads(text)
             keks = {item["id"]: _unb64(item["key"]) for item in data["keks"]}
-            ring = cls(keks=keks, index_key=_unb64(data["index_key"]), audit_key=_unb64(data["audit_key"]))
+            ring = cls(
+                keks=keks, index_key=_unb64(data["index_key"]), audit_key=_unb64(data["audit_key"])
+            )
         except (ValueError, KeyError, TypeError) as exc:
-            raise KeyringError(f"The keyring in {source} is not valid ({type(exc).__name__}).") from None
+            raise KeyringError(
+                f"The keyring in {source} is not valid ({type(exc).__name__})."
+            ) from None
         if not ring.keks:
             raise KeyringError(f"The keyring in {source} holds no key-encryption key.")
         for key in [*ring.keks.values(), ring.index_key, ring.audit_key]:

@@ -19,7 +19,8 @@ def home(request):
     user = request.user
     teams = Team.objects.filter(Q(members=user) | Q(coordinators=user)).distinct()
     teams = teams.annotate(
-        n_members=Count("members", distinct=True), n_coordinators=Count("coordinators", distinct=True)
+        n_members=Count("members", distinct=True),
+        n_coordinators=Count("coordinators", distinct=True),
     ).prefetch_related("coordinators")
     context = {"teams": teams}
     if user.has_role(Role.ADMINISTRATOR) or user.has_role(Role.AUDITOR):

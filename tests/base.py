@@ -60,9 +60,7 @@ class Personas:
         self.auditor = make_user("auditor", Role.AUDITOR)
         self.administrator = make_user("administrator", Role.ADMINISTRATOR)
         self.superuser = make_user("root", None, is_superuser=True, is_staff=True)
-        self.team = make_team(
-            "Team A", coordinators=[self.coordinator], members=[self.caseworker]
-        )
+        self.team = make_team("Team A", coordinators=[self.coordinator], members=[self.caseworker])
         self.other_team = make_team("Team B", members=[self.other_caseworker])
 
     def staff(self):

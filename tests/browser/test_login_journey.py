@@ -44,8 +44,13 @@ def test_demo_caseworker_logs_in_with_the_second_factor(live_server, page, demo)
         page,
         live_server.url,
         demo,
-        labels={"username": "Username", "password": "Password", "login": "Log in",
-                "code": "Code", "verify": "Verify"},
+        labels={
+            "username": "Username",
+            "password": "Password",
+            "login": "Log in",
+            "code": "Code",
+            "verify": "Verify",
+        },
     )
     expect(page.get_by_role("heading", name="Welcome, Jonas")).to_be_visible()
     expect(page.get_by_role("cell", name="Refuge and arrival")).to_be_visible()
@@ -67,8 +72,13 @@ def test_in_persian_the_pages_are_right_to_left(live_server, browser, demo):
         page,
         live_server.url,
         demo,
-        labels={"username": "نام کاربری", "password": "گذرواژه", "login": "ورود",
-                "code": "کد", "verify": "تأیید"},
+        labels={
+            "username": "نام کاربری",
+            "password": "گذرواژه",
+            "login": "ورود",
+            "code": "کد",
+            "verify": "تأیید",
+        },
     )
     expect(page.locator("h1")).to_contain_text("Jonas")
     assert page.locator("html").get_attribute("dir") == "rtl"

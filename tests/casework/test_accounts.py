@@ -253,9 +253,7 @@ def test_next_parameter_survives_the_second_factor(personas):
         LOGIN + "?next=/admin/", {"username": "administrator", "password": PASSWORD}
     )
     assert response["Location"] == reverse("verify") + "?next=%2Fadmin%2F"
-    response = client.post(
-        response["Location"], {"otp_token": totp_now(personas.administrator)}
-    )
+    response = client.post(response["Location"], {"otp_token": totp_now(personas.administrator)})
     assert response["Location"] == "/admin/"
 
 

@@ -76,9 +76,7 @@ def test_production_profile_sends_hsts_and_redirects_to_https(personas):
     assert client.get(reverse("home")).status_code == 301  # plain http goes to https
     response = client.get(reverse("home"), secure=True)
     assert response.status_code == 200
-    assert response["Strict-Transport-Security"] == (
-        "max-age=63072000; includeSubDomains; preload"
-    )
+    assert response["Strict-Transport-Security"] == ("max-age=63072000; includeSubDomains; preload")
 
 
 def test_no_page_loads_anything_from_another_site(personas):

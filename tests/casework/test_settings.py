@@ -146,3 +146,25 @@ def test_keyring_generate_writes_a_private_file_and_never_overwrites(tmp_path):
         call_command("keyring", "generate", "--path", str(path))
     call_command("keyring", "generate", "--path", str(path), "--if-missing")
     assert path.read_bytes() == before
+
+
+@pytest.mark.django_db
+def test_create_staff_makes_an_account_with_its_role(monkeypatch):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("a-long-enough-passphrase\n"))
+    call_command("create_staff", "alice", "--role", "administrator", "--password-stdin")
+    alice = User.objects.get(username="alice")
+    assert alice.roles == {"administrator"}
+    assert not alice.is_superuser
+    assert alice.check_password("a-long-enough-passphrase")
+
+
+@pytest.mark.django_db
+def test_create_staff_refuses_a_short_password(monkeypatch):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    with pytest.raises(CommandError, match="too short"):
+        call_command("create_staff", "bob", "--role", "caseworker", "--password-stdin")
+    assert not User.objects.filter(username="bob").exists()

@@ -58,7 +58,7 @@ class Command(BaseCommand):
     def print_logins(self, users):
         out = self.stdout
         out.write("")
-        out.write(self.style.SUCCESS("Demo logins (password for all: %s)" % DEMO_PASSWORD))
+        out.write(self.style.SUCCESS(f"Demo logins (password for all: {DEMO_PASSWORD})"))
         out.write("Second factor: add the secret to an authenticator app, or print the")
         out.write("current code with `make totp U=<username>`.")
         out.write("")
