@@ -9,6 +9,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_otp.models import Device, ThrottlingMixin
 
+from . import vault
+
 
 class Role(models.TextChoices):
     """The four staff roles; each is a Group created by a data migration."""
@@ -141,3 +143,112 @@ class BackupCode(models.Model):
 
     def __str__(self):
         return f"backup code ({'used' if self.used_at else 'unused'})"
+
+
+class DataKeyManager(models.Manager):
+    def create_for(self, purpose: str, owner_id) -> "DataKey":
+        """A fresh random DEK for one owner, wrapped by the active KEK."""
+        key_id = uuid.uuid4()
+        kek_id, wrapped = vault.wrap_dek(
+            secrets.token_bytes(vault.KEY_BYTES), purpose=purpose, owner_id=owner_id
+        )
+        return self.create(
+            id=key_id, purpose=purpose, owner_id=owner_id, kek_id=kek_id, wrapped=wrapped
+        )
+
+
+class DataKey(models.Model):
+    """One owner's data-encryption key, wrapped by a key-encryption key (KEK).
+
+    Destroying `wrapped` (shredding) makes every value under this key unreadable.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    purpose = models.CharField(max_length=40)
+    owner_id = models.UUIDField()
+    kek_id = models.CharField(max_length=64, db_index=True)
+    wrapped = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    rotated_at = models.DateTimeField(null=True, blank=True)
+    shredded_at = models.DateTimeField(null=True, blank=True)
+
+    objects = DataKeyManager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["purpose", "owner_id"], name="one_data_key_per_owner")
+        ]
+
+    def __str__(self):
+        return f"data key {self.id} ({self.purpose})"
+
+    def dek(self) -> bytes:
+        """The unwrapped key, kept on this object only (one request, one job batch)."""
+        if self.shredded_at is not None:
+            raise vault.Shredded("This record was shredded.")
+        if not hasattr(self, "_dek"):
+            self._dek = vault.unwrap_dek(
+                self.wrapped, purpose=self.purpose, owner_id=self.owner_id, kek_id=self.kek_id
+            )
+        return self._dek
+
+    def refresh_from_db(self, *args, **kwargs):
+        self.__dict__.pop("_dek", None)
+        super().refresh_from_db(*args, **kwargs)
+
+
+class BlindIndexEntry(models.Model):
+    """One truncated HMAC of a normalised value (kind "w": whole, "t": token)."""
+
+    index = models.CharField(max_length=60)
+    kind = models.CharField(max_length=1)
+    value = models.BigIntegerField()
+    row_id = models.UUIDField()
+    data_key = models.ForeignKey(DataKey, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["index", "kind", "value"], name="blind_index_lookup"),
+            models.Index(fields=["index", "row_id"], name="blind_index_row"),
+        ]
+
+    def __str__(self):
+        return f"{self.index}/{self.kind}"
+
+
+class Job(models.Model):
+    """A long-running job (key rotation, exports) whose progress the interface polls."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=40)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    # Codes only, never personal data (e.g. "kek-20261128-ab12cd").
+    detail = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.kind} {self.status} {self.done}/{self.total}"
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.total else min(100, round(100 * self.done / self.total))
+
+    def advance(self, n: int) -> None:
+        Job.objects.filter(pk=self.pk).update(done=models.F("done") + n)
+        self.done += n

@@ -1,5 +1,6 @@
 """Request-level safety: who may reach which page, session lifetimes, headers."""
 
+import logging
 import time
 from urllib.parse import urlencode
 
@@ -9,6 +10,8 @@ from django.contrib.auth import logout
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.translation import gettext as _
+
+logger = logging.getLogger("passage.security")
 
 
 def public(view):
@@ -120,3 +123,30 @@ def redirect_to(request, name):
         # The path only: a query string may one day carry search words.
         url += "?" + urlencode({"next": request.path})
     return redirect(url)
+
+
+class VaultErrorMiddleware:
+    """A record that cannot be decrypted gets a clear page, never a traceback or blanks.
+
+    Shredded records read as "shredded" (410); any other failure is an error page
+    (500) and a log line with the error class only.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        from django.shortcuts import render
+
+        from . import vault
+
+        if isinstance(exception, vault.Shredded):
+            return render(request, "vault/shredded.html", status=410)
+        if isinstance(exception, (vault.DecryptionError, vault.KeyringError)):
+            logger.error("vault: %s on %s", type(exception).__name__, request.resolver_match.view_name
+                         if request.resolver_match else "?")
+            return render(request, "vault/error.html", status=500)
+        return None

@@ -29,3 +29,25 @@ def forget_old_login_failures() -> None:
     cutoff = timezone.now() - timedelta(days=30)
     AccessAttempt.objects.filter(attempt_time__lt=cutoff).delete()
     AccessFailureLog.objects.filter(attempt_time__lt=cutoff).delete()
+
+
+@shared_task(acks_late=True)
+def rotate_keys(job_id: str) -> None:
+    """Re-wrap data keys under the active KEK, moving the Job's progress."""
+    from casework import vault
+    from casework.models import Job
+
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or job.status == Job.Status.DONE:
+        return
+    Job.objects.filter(pk=job_id).update(status=Job.Status.RUNNING, started_at=timezone.now())
+
+    def progress(done, total):
+        Job.objects.filter(pk=job_id).update(done=done, total=total)
+
+    try:
+        vault.rotate(progress=progress)
+    except Exception:
+        Job.objects.filter(pk=job_id).update(status=Job.Status.FAILED, finished_at=timezone.now())
+        raise
+    Job.objects.filter(pk=job_id).update(status=Job.Status.DONE, finished_at=timezone.now())

@@ -8,6 +8,7 @@ import os
 
 from celery import Celery
 from celery.schedules import crontab
+from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -29,3 +30,11 @@ app.conf.beat_schedule = {
         "schedule": crontab(hour=3, minute=41),
     },
 }
+
+
+@worker_init.connect
+def _check_keyring(**kwargs):
+    """A worker without a usable keyring stops at start, with the reason."""
+    from casework import vault
+
+    vault.keyring()

@@ -79,6 +79,8 @@ INSTALLED_APPS = [
     "contacts",
     "families",
 ]
+if TESTING:
+    INSTALLED_APPS += ["tests.vaulttest"]  # sample models for the vault's own tests
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -93,6 +95,7 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "casework.security.SessionLifetimeMiddleware",
     "casework.security.StaffOnlyMiddleware",
+    "casework.security.VaultErrorMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -271,8 +274,9 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = DEV
-# Encrypted attachments live here; never served as static files.
+# Encrypted attachments live here; never served as static files, and no MEDIA_URL.
 MEDIA_ROOT = Path(env("MEDIA_ROOT", VAR_DIR / "media"))
+PASSAGE_MAX_ATTACHMENT_BYTES = env_int("PASSAGE_MAX_ATTACHMENT_BYTES", 20 * 1024 * 1024)
 
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
 CRISPY_TEMPLATE_PACK = "bootstrap5"

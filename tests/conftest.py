@@ -3,6 +3,11 @@ import shutil
 
 import pytest
 
+from casework.vault import Keyring
+
+# A keyring for the whole run, in memory only (never var/keyring.json of `make run`).
+os.environ["PASSAGE_KEYRING_JSON"] = Keyring.generate().to_json()
+
 from tests.base import personas  # noqa: F401  (fixture)
 
 CHROMIUM = "/usr/bin/chromium"
