@@ -146,7 +146,10 @@ class VaultErrorMiddleware:
         if isinstance(exception, vault.Shredded):
             return render(request, "vault/shredded.html", status=410)
         if isinstance(exception, (vault.DecryptionError, vault.KeyringError)):
-            logger.error("vault: %s on %s", type(exception).__name__, request.resolver_match.view_name
-                         if request.resolver_match else "?")
+            logger.error(
+                "vault: %s on %s",
+                type(exception).__name__,
+                request.resolver_match.view_name if request.resolver_match else "?",
+            )
             return render(request, "vault/error.html", status=500)
         return None

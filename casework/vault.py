@@ -419,8 +419,13 @@ class EncryptedTextField(EncryptedMixin, models.Field):
 
     def formfield(self, **kwargs):
         kwargs.setdefault("widget", forms.Textarea)
-        return forms.CharField(required=not self.blank, label=self.verbose_name,
-                               help_text=self.help_text, max_length=self.max_length, **kwargs)
+        return forms.CharField(
+            required=not self.blank,
+            label=self.verbose_name,
+            help_text=self.help_text,
+            max_length=self.max_length,
+            **kwargs,
+        )
 
 
 class EncryptedCharField(EncryptedTextField):
@@ -446,8 +451,9 @@ class EncryptedDateField(EncryptedMixin, models.Field):
         return datetime.date.fromisoformat(raw.decode())
 
     def formfield(self, **kwargs):
-        return forms.DateField(required=not self.blank, label=self.verbose_name,
-                               help_text=self.help_text, **kwargs)
+        return forms.DateField(
+            required=not self.blank, label=self.verbose_name, help_text=self.help_text, **kwargs
+        )
 
 
 class EncryptedJSONField(EncryptedMixin, models.Field):
@@ -614,7 +620,10 @@ class BlindIndex:
 
     def key(self) -> bytes:
         return HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=f"passage:bidx|{self.name}".encode()
+            algorithm=hashes.SHA256(),
+            length=32,
+            salt=None,
+            info=f"passage:bidx|{self.name}".encode(),
         ).derive(keyring().index_key)
 
     def hash(self, value: str, kind: str, key: bytes | None = None) -> int:
@@ -682,9 +691,13 @@ def candidate_ids(index: BlindIndex, term: str) -> set:
     if not whole:
         return set()
     entries = BlindIndexEntry.objects.filter(index=index.name)
-    ids = set(entries.filter(kind="w", value=index.hash(whole, "w", key)).values_list("row_id", flat=True))
+    ids = set(
+        entries.filter(kind="w", value=index.hash(whole, "w", key)).values_list("row_id", flat=True)
+    )
     token_sets = [
-        set(entries.filter(kind="t", value=index.hash(t, "t", key)).values_list("row_id", flat=True))
+        set(
+            entries.filter(kind="t", value=index.hash(t, "t", key)).values_list("row_id", flat=True)
+        )
         for t in toks
     ]
     if token_sets:
@@ -698,7 +711,11 @@ def search(queryset, index_name: str, term: str) -> list:
     ids = candidate_ids(index, term)
     if not ids:
         return []
-    return [row for row in queryset.filter(pk__in=ids) if not _shredded(row) and index.matches(row, term)]
+    return [
+        row
+        for row in queryset.filter(pk__in=ids)
+        if not _shredded(row) and index.matches(row, term)
+    ]
 
 
 def _shredded(instance) -> bool:
@@ -815,7 +832,9 @@ def rotate(*, batch_size: int = 500, progress=None) -> int:
                 break
             now = timezone.now()
             for key in batch:
-                dek = unwrap_dek(key.wrapped, purpose=key.purpose, owner_id=key.owner_id, kek_id=key.kek_id)
+                dek = unwrap_dek(
+                    key.wrapped, purpose=key.purpose, owner_id=key.owner_id, kek_id=key.kek_id
+                )
                 key.kek_id, key.wrapped = wrap_dek(dek, purpose=key.purpose, owner_id=key.owner_id)
                 key.rotated_at = now
             DataKey.objects.bulk_update(batch, ["kek_id", "wrapped", "rotated_at"])
@@ -844,7 +863,9 @@ def reindex(*, batch_size: int = 500, progress=None) -> int:
         for start in range(0, len(pks), batch_size):
             with transaction.atomic():
                 rows = model.objects.filter(pk__in=pks[start : start + batch_size])
-                BlindIndexEntry.objects.filter(index__in=names, row_id__in=pks[start : start + batch_size]).delete()
+                BlindIndexEntry.objects.filter(
+                    index__in=names, row_id__in=pks[start : start + batch_size]
+                ).delete()
                 for row in rows:
                     if not _shredded(row):
                         update_blind_indexes(row, only_if_dirty=False)

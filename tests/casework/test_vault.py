@@ -10,8 +10,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
-from django.test import RequestFactory
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from casework import vault
 from casework.models import BlindIndexEntry, DataKey, Job
@@ -36,7 +37,10 @@ def keyfile(tmp_path, settings, monkeypatch):
 
 def raw(table, column, pk):
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {column} FROM {table} WHERE id = %s", [pk.hex if connection.vendor == "sqlite" else pk])
+        cursor.execute(
+            f"SELECT {column} FROM {table} WHERE id = %s",
+            [pk.hex if connection.vendor == "sqlite" else pk],
+        )
         value = cursor.fetchone()[0]
     return None if value is None else bytes(value)
 
@@ -56,7 +60,11 @@ def test_values_round_trip_and_raw_columns_hold_no_plaintext():
     )
     q = fresh(p)
     assert (q.name, q.aliases, q.born, q.photo, q.extra) == (
-        CANARY, ["Ahmad", "احمد"], datetime.date(1990, 2, 3), b"\x00\x01" + CANARY.encode(), {"k": 0}
+        CANARY,
+        ["Ahmad", "احمد"],
+        datetime.date(1990, 2, 3),
+        b"\x00\x01" + CANARY.encode(),
+        {"k": 0},
     )
     for column in ("name", "aliases", "story", "born", "photo"):
         blob = raw("vaulttest_person", column, p.pk)
@@ -105,7 +113,10 @@ def test_ciphertext_moved_to_another_row_fails():
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE vaulttest_diary SET entry = %s WHERE id = %s",
-            [raw("vaulttest_diary", "entry", a.pk), b.pk.hex if connection.vendor == "sqlite" else b.pk],
+            [
+                raw("vaulttest_diary", "entry", a.pk),
+                b.pk.hex if connection.vendor == "sqlite" else b.pk,
+            ],
         )
     with pytest.raises(vault.DecryptionError):
         Diary.objects.get(pk=b.pk).entry
@@ -137,7 +148,9 @@ def test_a_wrong_key_fails_closed(monkeypatch):
     p = Person.objects.create(name="Alice")
     ring = vault.keyring()
     wrong = vault.Keyring(
-        keks={ring.active_kek_id: os.urandom(32)}, index_key=ring.index_key, audit_key=ring.audit_key
+        keks={ring.active_kek_id: os.urandom(32)},
+        index_key=ring.index_key,
+        audit_key=ring.audit_key,
     )
     monkeypatch.setattr(vault, "_keyring_cache", wrong)
     with pytest.raises(vault.DecryptionError):
@@ -147,7 +160,9 @@ def test_a_wrong_key_fails_closed(monkeypatch):
 def test_a_missing_kek_raises_a_clear_error(monkeypatch):
     p = Person.objects.create(name="Alice")
     ring = vault.keyring()
-    other = vault.Keyring(keks={"kek-other": os.urandom(32)}, index_key=ring.index_key, audit_key=ring.audit_key)
+    other = vault.Keyring(
+        keks={"kek-other": os.urandom(32)}, index_key=ring.index_key, audit_key=ring.audit_key
+    )
     monkeypatch.setattr(vault, "_keyring_cache", other)
     with pytest.raises(vault.KeyringError, match="not in the keyring"):
         fresh(p).name
@@ -207,7 +222,9 @@ def test_normalisation_is_idempotent(text):
     assert vault.normalise(once) == once
 
 
-@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     st.text(
         alphabet=st.one_of(
@@ -261,7 +278,7 @@ def test_unrelated_names_collide_only_at_the_planned_rate():
     stored = {index.hash(f"stored-{i}", "w", key) for i in range(4096)}
     probes = [index.hash(f"probe-{rng.random()}", "w", key) for _ in range(2000)]
     rate = sum(p in stored for p in probes) / len(probes)
-    planned = 1 - (1 - 2 ** -index.bits) ** 4096  # chance a probe hits any stored value
+    planned = 1 - (1 - 2**-index.bits) ** 4096  # chance a probe hits any stored value
     assert planned * 0.7 < rate < planned * 1.3, (rate, planned)
 
 
@@ -300,7 +317,7 @@ def test_shredding_can_keep_index_tombstones():
     assert vault.search(Person.objects.all(), "vaulttest.names", "tomb stone") == []
 
 
-def test_views_show_a_clear_page_for_shredded_and_broken_records(rf=RequestFactory()):
+def test_views_show_a_clear_page_for_shredded_and_broken_records(rf):
     from casework.security import VaultErrorMiddleware
 
     middleware = VaultErrorMiddleware(lambda r: None)
@@ -403,7 +420,9 @@ def test_keyring_status_counts_data_keys_per_kek(keyfile, capsys):
 
 def test_a_missing_keyring_stops_the_app_with_a_clear_message(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PASSAGE_KEYRING_JSON"}
-    env.update(DEBUG="1", PASSAGE_KEYRING=str(tmp_path / "absent.json"), PASSAGE_VAR_DIR=str(tmp_path))
+    env.update(
+        DEBUG="1", PASSAGE_KEYRING=str(tmp_path / "absent.json"), PASSAGE_VAR_DIR=str(tmp_path)
+    )
     result = subprocess.run(
         [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True
     )
@@ -415,3 +434,60 @@ def test_a_missing_keyring_stops_the_app_with_a_clear_message(tmp_path):
         [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert result.returncode != 0 and "not valid" in result.stderr
+
+
+def database_bytes(tmp_path) -> bytes:
+    """Everything the database holds, as a thief of the file or a dump would see it."""
+    if connection.vendor == "sqlite":
+        copy = tmp_path / "copy.sqlite3"
+        with connection.cursor() as cursor:
+            cursor.execute(f"VACUUM INTO '{copy}'")
+        return copy.read_bytes()
+    s = connection.settings_dict
+    result = subprocess.run(
+        [
+            "pg_dump",
+            "-h",
+            s["HOST"] or "127.0.0.1",
+            "-p",
+            str(s["PORT"] or 5432),
+            "-U",
+            s["USER"] or "postgres",
+            s["NAME"],
+        ],
+        capture_output=True,
+        check=True,
+        env={**os.environ, "PGPASSWORD": s["PASSWORD"] or ""},
+    )
+    return result.stdout
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_canary_in_the_database_file_or_dump(tmp_path):
+    p = Person.objects.create(
+        name=CANARY, aliases=[CANARY, "کاناری"], story=f"Lives at {CANARY} street"
+    )
+    Diary.objects.create(person=p, entry=CANARY)
+    data = database_bytes(tmp_path)
+    assert len(data) > 10_000  # a real dump, not an empty string
+    for needle in (CANARY, CANARY.lower(), vault.normalise(CANARY), "کاناری"):
+        assert needle.encode() not in data, needle
+
+
+def test_benchmark_vault_section_runs_in_a_scratch_database(tmp_path):
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "DEBUG": "1", "PASSAGE_VAR_DIR": str(tmp_path)}
+    env.pop("DATABASE_URL", None)  # its own scratch SQLite, whatever the suite runs on
+    result = subprocess.run(
+        [sys.executable, "manage.py", "benchmark", "vault", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {r["name"]: r for r in json.loads(out.read_text())}
+    scan = rows["name search, decrypt-and-scan (5,000 names)"]
+    assert scan["ratio"] is not None and scan["value"] > 0
+    assert any(name.startswith("DEK re-wraps") for name in rows)

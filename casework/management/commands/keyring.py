@@ -18,9 +18,7 @@ class Command(BaseCommand):
         gen.add_argument("--if-missing", action="store_true", help="do nothing if it exists")
         sub.add_parser("add", help="add a new KEK and make it the active one")
         sub.add_parser("status", help="KEKs and how many data keys each one wraps")
-        sub.add_parser(
-            "replace-index-key", help="new blind-index root key (then run `reindex`)"
-        )
+        sub.add_parser("replace-index-key", help="new blind-index root key (then run `reindex`)")
 
     def handle(self, *args, action, **options):
         getattr(self, action.replace("-", "_"))(**options)
@@ -54,7 +52,9 @@ class Command(BaseCommand):
         ring = vault.keyring()
         self._save(
             vault.Keyring(
-                keks=ring.keks, index_key=secrets.token_bytes(vault.KEY_BYTES), audit_key=ring.audit_key
+                keks=ring.keks,
+                index_key=secrets.token_bytes(vault.KEY_BYTES),
+                audit_key=ring.audit_key,
             )
         )
         self.stdout.write(self.style.WARNING("New index key written. Run `reindex` now."))

@@ -17,9 +17,7 @@ class Command(BaseCommand):
             raise CommandError(f"{kek_id} is the active KEK; add a new one first.")
         in_use = vault.key_usage().get(kek_id, 0)
         if in_use:
-            raise CommandError(
-                f"{kek_id} still wraps {in_use} data keys; run `rotate_keys` first."
-            )
+            raise CommandError(f"{kek_id} still wraps {in_use} data keys; run `rotate_keys` first.")
         keks = {k: v for k, v in ring.keks.items() if k != kek_id}
         try:
             vault.save_keyring(
