@@ -329,8 +329,9 @@ class EncryptedMixin:
     def __init__(self, *args, **kwargs):
         kwargs["null"] = True
         kwargs.setdefault("blank", True)
-        kwargs["editable"] = kwargs.get("editable", True)
         super().__init__(*args, **kwargs)
+        # dumpdata and other serializers skip these fields: no plaintext leaves that way.
+        self.serialize = False
 
     def get_attname(self):
         return f"{self.name}_ct"
@@ -348,7 +349,6 @@ class EncryptedMixin:
     def deconstruct(self):
         name, path, args, kwargs = super().deconstruct()
         kwargs.pop("null", None)
-        kwargs.pop("editable", None)
         return name, path, args, kwargs
 
     # Reading and writing
@@ -735,6 +735,20 @@ class VaultModel(models.Model):
 
     class Meta:
         abstract = True
+
+    @classmethod
+    def check(cls, **kwargs):
+        from django.core import checks
+
+        errors = super().check(**kwargs)
+        for name in cls._meta.ordering or ():
+            if isinstance(name, str) and _refers_to_encrypted(cls, name):
+                errors.append(
+                    checks.Error(
+                        f"Meta.ordering uses encrypted field {name!r}.", obj=cls, id="passage.E002"
+                    )
+                )
+        return errors
 
     def save(self, *args, **kwargs):
         with transaction.atomic():

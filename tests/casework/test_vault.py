@@ -491,3 +491,22 @@ def test_benchmark_vault_section_runs_in_a_scratch_database(tmp_path):
     scan = rows["name search, decrypt-and-scan (5,000 names)"]
     assert scan["ratio"] is not None and scan["value"] > 0
     assert any(name.startswith("DEK re-wraps") for name in rows)
+
+
+def test_serializers_emit_no_encrypted_values():
+    from django.core import serializers
+
+    Person.objects.create(name=CANARY, label="visible")
+    data = serializers.serialize("json", Person.objects.all())
+    assert CANARY not in data and "visible" in data
+    assert '"name"' not in data
+
+
+def test_ordering_on_an_encrypted_field_is_a_system_check_error():
+    class Meta:
+        app_label = "vaulttest"
+        ordering = ["name"]
+
+    attrs = {"__module__": __name__, "Meta": Meta, "name": vault.EncryptedCharField()}
+    bad = type("BadOrdering", (vault.VaultModel,), attrs)
+    assert any(e.id == "passage.E002" for e in bad.check())
