@@ -736,6 +736,13 @@ class VaultModel(models.Model):
     class Meta:
         abstract = True
 
+    def save(self, *args, **kwargs):
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            if blind_indexes(type(self)):
+                update_blind_indexes(self)
+        self.__dict__.pop("_vault_dirty", None)
+
     @classmethod
     def check(cls, **kwargs):
         from django.core import checks
@@ -749,13 +756,6 @@ class VaultModel(models.Model):
                     )
                 )
         return errors
-
-    def save(self, *args, **kwargs):
-        with transaction.atomic():
-            super().save(*args, **kwargs)
-            if blind_indexes(type(self)):
-                update_blind_indexes(self)
-        self.__dict__.pop("_vault_dirty", None)
 
 
 # --- Shredding ---------------------------------------------------------------------------------
