@@ -683,25 +683,27 @@ def update_blind_indexes(instance, *, only_if_dirty=True) -> None:
 
 
 def candidate_ids(index: BlindIndex, term: str) -> set:
-    """Row ids the index offers for `term`: the whole value, or all of its tokens."""
+    """Row ids the index offers for `term`: the whole value, or all of its tokens.
+
+    Two queries, both answered from the (index, kind, value) index; the tokens are
+    intersected in the database, so a common first name costs no transfer of its rows.
+    """
     from .models import BlindIndexEntry
 
     key = index.key()
-    whole, toks = normalise(term), tokens(term)
+    whole = normalise(term)
     if not whole:
         return set()
     entries = BlindIndexEntry.objects.filter(index=index.name)
     ids = set(
         entries.filter(kind="w", value=index.hash(whole, "w", key)).values_list("row_id", flat=True)
     )
-    token_sets = [
-        set(
-            entries.filter(kind="t", value=index.hash(t, "t", key)).values_list("row_id", flat=True)
-        )
-        for t in toks
+    wanted = [
+        entries.filter(kind="t", value=h) for h in {index.hash(t, "t", key) for t in tokens(term)}
     ]
-    if token_sets:
-        ids |= set.intersection(*token_sets)
+    if wanted:
+        first, *rest = (q.values_list("row_id", flat=True) for q in wanted)
+        ids.update(first.intersection(*rest) if rest else first)
     return ids
 
 
