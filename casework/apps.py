@@ -11,7 +11,15 @@ class CaseworkConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from django.contrib.auth import signals
+
+        from . import audit
+
         checks.register(keyring_check, "vault")
+        # Django tells of logins only through these signals; they write access events.
+        signals.user_logged_in.connect(audit.on_login, dispatch_uid="passage-login")
+        signals.user_logged_out.connect(audit.on_logout, dispatch_uid="passage-logout")
+        signals.user_login_failed.connect(audit.on_login_failed, dispatch_uid="passage-failed")
 
 
 def keyring_check(app_configs=None, **kwargs):

@@ -1,6 +1,9 @@
 from django import forms
+from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.utils.translation import gettext_lazy as _
+
+from .models import Aim, Risk, Stage, Team, User
 
 
 class LoginForm(AuthenticationForm):
@@ -27,3 +30,178 @@ class EnrolForm(TokenForm):
         super().__init__(*args, **kwargs)
         self.fields["otp_token"].help_text = _("Enter the 6-digit code your app now shows.")
         self.fields["otp_token"].widget.attrs["inputmode"] = "numeric"
+
+
+# --- Cases -------------------------------------------------------------------------------------
+
+TEXT_LIMIT = 20_000
+NAME_LIMIT = 200
+
+
+class NamesField(forms.CharField):
+    """Other names, one per line, kept as a list."""
+
+    widget = forms.Textarea(attrs={"rows": 3})
+
+    def prepare_value(self, value):
+        return "\n".join(value) if isinstance(value, list) else value
+
+    def clean(self, value):
+        text = super().clean(value) or ""
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+        if len(names) > 30:
+            raise forms.ValidationError(_("Enter at most 30 names."))
+        if any(len(n) > NAME_LIMIT for n in names):
+            raise forms.ValidationError(_("Each name can have at most 200 characters."))
+        return names
+
+
+class CaseForm(forms.Form):
+    """Intake and edit of a case: the person (encrypted) and how we work with them."""
+
+    legal_name = forms.CharField(label=_("Legal name"), max_length=NAME_LIMIT)
+    other_names = NamesField(
+        label=_("Other names and aliases"), required=False, max_length=NAME_LIMIT * 30,
+        help_text=_("One per line: names used inside the group, earlier names, spellings in other scripts."),
+    )
+    birth_date = forms.DateField(label=_("Date of birth"), required=False,
+                                 widget=forms.DateInput(attrs={"type": "date"}))
+    birth_year = forms.IntegerField(label=_("Or approximate year of birth"), required=False,
+                                    min_value=1900, max_value=2100)
+    gender = forms.CharField(label=_("Gender"), max_length=60, required=False)
+    nationalities = forms.CharField(label=_("Nationalities"), max_length=200, required=False)
+    languages = forms.CharField(label=_("Languages"), max_length=200, required=False)
+    left_on = forms.DateField(label=_("Date they left the group"), required=False,
+                              widget=forms.DateInput(attrs={"type": "date"}))
+    circumstances = forms.CharField(label=_("Circumstances"), required=False,
+                                    max_length=TEXT_LIMIT, widget=forms.Textarea(attrs={"rows": 4}))
+    needs = forms.CharField(label=_("Needs"), required=False, max_length=TEXT_LIMIT,
+                            widget=forms.Textarea(attrs={"rows": 3}))
+    safety_notes = forms.CharField(label=_("Safety notes"), required=False, max_length=TEXT_LIMIT,
+                                   widget=forms.Textarea(attrs={"rows": 3}))
+    team = forms.ModelChoiceField(label=_("Team"), queryset=Team.objects.none())
+    aims = forms.MultipleChoiceField(label=_("Aims"), choices=Aim.choices, required=False,
+                                     widget=forms.CheckboxSelectMultiple)
+    risk = forms.ChoiceField(label=_("Risk level"), choices=Risk.choices, initial=Risk.MEDIUM)
+
+    PERSON = ["legal_name", "other_names", "birth_date", "birth_year", "gender", "nationalities",
+              "languages", "left_on", "circumstances", "needs", "safety_notes"]
+
+    def __init__(self, *args, teams=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["team"].queryset = teams if teams is not None else Team.objects.none()
+
+    def clean_legal_name(self):
+        name = self.cleaned_data["legal_name"].strip()
+        if not name:
+            raise forms.ValidationError(_("Enter the person's legal name."))
+        return name
+
+    def person(self) -> dict:
+        data = self.cleaned_data
+        person = {name: data.get(name) for name in self.PERSON}
+        for name in ("gender", "nationalities", "languages", "circumstances", "needs",
+                     "safety_notes"):
+            person[name] = person[name] or ""
+        return person
+
+
+class StageForm(forms.Form):
+    stage = forms.ChoiceField(label=_("Stage"), choices=[c for c in Stage.choices
+                                                         if c[0] != Stage.CLOSED])
+
+
+class NoteForm(forms.Form):
+    body = forms.CharField(label=_("New note"), max_length=TEXT_LIMIT,
+                           widget=forms.Textarea(attrs={"rows": 3}))
+    restricted = forms.BooleanField(
+        label=_("Restricted: only the case's caseworkers and its coordinators"), required=False
+    )
+    attachment = forms.FileField(label=_("Attachment (optional)"), required=False)
+
+    def clean_attachment(self):
+        upload = self.cleaned_data.get("attachment")
+        if upload and upload.size > settings.PASSAGE_MAX_ATTACHMENT_BYTES:
+            raise forms.ValidationError(
+                _("The file is too large: at most %(mb)s MB.")
+                % {"mb": settings.PASSAGE_MAX_ATTACHMENT_BYTES // (1024 * 1024)}
+            )
+        return upload
+
+
+class WhereaboutsForm(forms.Form):
+    country = forms.CharField(label=_("Country"), max_length=100, required=False)
+    city = forms.CharField(label=_("City"), max_length=100, required=False)
+    address = forms.CharField(label=_("Address"), max_length=1000, required=False,
+                              widget=forms.Textarea(attrs={"rows": 2}))
+    phone = forms.CharField(label=_("Phone"), max_length=60, required=False)
+    email = forms.EmailField(label=_("E-mail"), required=False)
+    safe_contact = forms.CharField(label=_("Safe-contact instructions"), max_length=2000,
+                                   required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    code_word = forms.CharField(label=_("Code word for call-backs"), max_length=100,
+                                required=False)
+
+
+class ReasonForm(forms.Form):
+    REASONS = [
+        ("contact", _("To contact the person")),
+        ("safety", _("A safety check")),
+        ("documents", _("To send documents or arrange an appointment")),
+        ("meeting", _("To prepare an agreed meeting")),
+        ("emergency", _("An emergency")),
+    ]
+    reason = forms.ChoiceField(label=_("Why do you need the whereabouts now?"), choices=REASONS,
+                               widget=forms.RadioSelect)
+
+
+class GrantForm(forms.Form):
+    LEVELS = [
+        ("work", _("Work on the case (read and update)")),
+        ("view", _("Read only")),
+        ("whereabouts", _("See the whereabouts")),
+    ]
+    user = forms.ModelChoiceField(label=_("Staff member"), queryset=User.objects.none())
+    level = forms.ChoiceField(label=_("Access"), choices=LEVELS)
+
+    def __init__(self, *args, users=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["user"].queryset = users if users is not None else User.objects.none()
+
+
+class RevokeForm(forms.Form):
+    user = forms.ModelChoiceField(queryset=User.objects.all())
+    level = forms.ChoiceField(choices=[("view", "view"), ("work", "work"),
+                                       ("whereabouts", "whereabouts")])
+
+
+class BreakGlassForm(forms.Form):
+    reference = forms.CharField(label=_("Case reference"), max_length=20,
+                                help_text=_("For example P-2026-0042."))
+    justification = forms.CharField(
+        label=_("Why must you open this case now?"), min_length=20, max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_("Auditors read this. Access lasts one hour and the team's coordinators are told."),
+    )
+
+    def clean_reference(self):
+        return self.cleaned_data["reference"].strip().upper()
+
+
+class CaseFilterForm(forms.Form):
+    stage = forms.ChoiceField(label=_("Stage"), required=False,
+                              choices=[("", _("Any stage")), *Stage.choices])
+    risk = forms.ChoiceField(label=_("Risk"), required=False,
+                             choices=[("", _("Any risk")), *Risk.choices])
+    team = forms.ModelChoiceField(label=_("Team"), required=False, queryset=Team.objects.none(),
+                                  empty_label=_("Any team"))
+    assignee = forms.ModelChoiceField(label=_("Caseworker"), required=False,
+                                      queryset=User.objects.none(), empty_label=_("Anyone"))
+
+    def __init__(self, *args, teams=None, assignees=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["team"].queryset = teams if teams is not None else Team.objects.none()
+        self.fields["assignee"].queryset = assignees if assignees is not None else User.objects.none()
+
+
+class CaseSearchForm(forms.Form):
+    q = forms.CharField(label=_("Reference or name"), max_length=200)

@@ -8,6 +8,7 @@ from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_otp.models import Device, ThrottlingMixin
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from . import vault
 
@@ -252,3 +253,266 @@ class Job(models.Model):
     def advance(self, n: int) -> None:
         Job.objects.filter(pk=self.pk).update(done=models.F("done") + n)
         self.done += n
+
+
+# --- Cases ----------------------------------------------------------------------------------------
+class Stage(models.TextChoices):
+    INTAKE = "intake", _("Intake")
+    REFUGE = "refuge", _("Refuge")
+    RESETTLEMENT = "resettlement", _("Resettlement")
+    REUNIFICATION = "reunification", _("Reunification")
+    CLOSED = "closed", _("Closed")
+
+
+class Aim(models.TextChoices):
+    REFUGE = "refuge", _("Refuge")
+    RESETTLEMENT = "resettlement", _("Resettlement")
+    REUNIFICATION = "reunification", _("Family reunification")
+    SUPPORT = "support", _("Counselling and support")
+
+
+class Risk(models.TextChoices):
+    LOW = "low", _("Low")
+    MEDIUM = "medium", _("Medium")
+    HIGH = "high", _("High")
+    CRITICAL = "critical", _("Critical")
+
+
+class CaseCounter(models.Model):
+    """The last reference number handed out in a year (P-2026-0042)."""
+
+    year = models.PositiveIntegerField(primary_key=True)
+    last = models.PositiveIntegerField(default=0)
+
+    def __str__(self):
+        return f"{self.year}: {self.last}"
+
+    @classmethod
+    def next_reference(cls, year: int) -> str:
+        with transaction.atomic():
+            cls.objects.get_or_create(year=year)
+            cls.objects.filter(year=year).update(last=models.F("last") + 1)
+            last = cls.objects.select_for_update().get(year=year).last
+        return f"P-{year}-{last:04d}"
+
+
+class Case(vault.DataKeyOwner, vault.VaultModel):
+    """A person who left, and the organisation's work with them.
+
+    Everything about the person is encrypted under the case's own data key. Who may
+    see the case is decided in casework/access.py, never here.
+    """
+
+    vault_purpose = "case"
+
+    reference = models.CharField(_("reference"), max_length=20, unique=True, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="cases",
+                             verbose_name=_("team"))
+    stage = models.CharField(_("stage"), max_length=20, choices=Stage.choices,
+                             default=Stage.INTAKE, db_index=True)
+    aims = models.JSONField(_("aims"), default=list, blank=True)
+    risk = models.CharField(_("risk level"), max_length=10, choices=Risk.choices,
+                            default=Risk.MEDIUM, db_index=True)
+    sealed = models.BooleanField(_("sealed"), default=False)
+    opened_on = models.DateField(_("opened"), default=timezone.localdate)
+    closed_on = models.DateField(_("closed"), null=True, blank=True)
+    retention_until = models.DateField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    # The person, encrypted.
+    legal_name = vault.EncryptedCharField(_("legal name"), max_length=200)
+    other_names = vault.EncryptedJSONField(
+        _("other names and aliases"),
+        help_text=_("One per line: names used inside the group, earlier names, spellings in other scripts."),
+    )
+    birth_date = vault.EncryptedDateField(_("date of birth"))
+    birth_year = vault.EncryptedJSONField(_("approximate year of birth"))
+    gender = vault.EncryptedCharField(_("gender"), max_length=60)
+    nationalities = vault.EncryptedCharField(_("nationalities"), max_length=200)
+    languages = vault.EncryptedCharField(_("languages"), max_length=200)
+    left_on = vault.EncryptedDateField(_("date they left the group"))
+    circumstances = vault.EncryptedTextField(_("circumstances"))
+    needs = vault.EncryptedTextField(_("needs"))
+    safety_notes = vault.EncryptedTextField(_("safety notes"))
+
+    blind_indexes = [vault.BlindIndex("case.names", ("legal_name", "other_names"), rows=1_000_000)]
+
+    PERSON_FIELDS = ["legal_name", "other_names", "birth_date", "birth_year", "gender",
+                     "nationalities", "languages", "left_on", "circumstances", "needs",
+                     "safety_notes"]
+
+    class Meta:
+        default_permissions = ()  # no model-wide rights: access is per case only
+        permissions = [
+            ("view_case", "View the case"),
+            ("change_case", "Work on the case"),
+            ("view_whereabouts", "View the case's whereabouts"),
+        ]
+        indexes = [models.Index(fields=["team", "stage"], name="case_team_stage")]
+
+    def __str__(self):
+        return self.reference
+
+    def save(self, *args, **kwargs):
+        if not self.reference:
+            self.reference = CaseCounter.next_reference(self.opened_on.year)
+        super().save(*args, **kwargs)
+
+    @property
+    def year_of_birth(self):
+        return self.birth_date.year if self.birth_date else self.birth_year
+
+    def aim_labels(self) -> list[str]:
+        return [str(label) for value, label in Aim.choices if value in (self.aims or [])]
+
+
+class StageChange(models.Model):
+    """History of a case's stage (codes only; any reason goes into a note)."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="stage_changes")
+    from_stage = models.CharField(max_length=20, choices=Stage.choices, blank=True)
+    to_stage = models.CharField(max_length=20, choices=Stage.choices)
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["changed_at", "id"]
+
+    def __str__(self):
+        return f"{self.from_stage or '-'} -> {self.to_stage}"
+
+
+class Whereabouts(vault.VaultModel):
+    """Where the person is and how to reach them: behind its own permission."""
+
+    vault_owner = "case"
+
+    case = models.OneToOneField(Case, on_delete=models.CASCADE, related_name="whereabouts")
+    country = vault.EncryptedCharField(_("country"), max_length=100)
+    city = vault.EncryptedCharField(_("city"), max_length=100)
+    address = vault.EncryptedTextField(_("address"))
+    phone = vault.EncryptedCharField(_("phone"), max_length=60)
+    email = vault.EncryptedCharField(_("e-mail"), max_length=254)
+    safe_contact = vault.EncryptedTextField(_("safe-contact instructions"))
+    code_word = vault.EncryptedCharField(_("code word for call-backs"), max_length=100)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+
+    FIELDS = ["country", "city", "address", "phone", "email", "safe_contact", "code_word"]
+
+    def __str__(self):
+        return "whereabouts"
+
+    def places(self) -> list[str]:
+        """Place names to watch for in outgoing messages."""
+        return [v for v in (self.country, self.city, self.address) if v]
+
+
+class Note(vault.VaultModel):
+    """Append-only case note. A restricted note shows only to the case's caseworkers
+    and its team's coordinators."""
+
+    vault_owner = "case"
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True,
+                               on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    restricted = models.BooleanField(_("restricted"), default=False)
+    body = vault.EncryptedTextField(_("note"))
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return "note"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ValueError("Notes are append-only: add a new note instead.")
+        super().save(*args, **kwargs)
+
+
+class Attachment(vault.VaultModel):
+    """An encrypted file attached to a note, served only by a permission-checked view."""
+
+    vault_owner = "case"
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="attachments")
+    note = models.ForeignKey(Note, on_delete=models.CASCADE, related_name="attachments")
+    blob_name = models.CharField(max_length=32, editable=False)
+    size = models.PositiveIntegerField()
+    filename = vault.EncryptedCharField(max_length=255)
+    content_type = vault.EncryptedCharField(max_length=100)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True,
+                                    on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return "attachment"
+
+
+class BreakGlass(vault.VaultModel):
+    """A coordinator's emergency access to a case outside their teams, with a reason."""
+
+    vault_owner = "case"
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="break_glass")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="+")
+    justification = vault.EncryptedTextField()
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    def __str__(self):
+        return "break-glass"
+
+
+class CaseUserObjectPermission(UserObjectPermissionBase):
+    """Per-case grants (guardian, direct foreign key: fast joins, real constraints)."""
+
+    content_object = models.ForeignKey(Case, on_delete=models.CASCADE)
+
+
+class CaseGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Case, on_delete=models.CASCADE)
+
+
+# --- The access log --------------------------------------------------------------------------
+class AccessEvent(models.Model):
+    """One row of the tamper-evident access log (see casework/audit.py).
+
+    Append-only: database triggers refuse UPDATE and DELETE. `seq` is given by the
+    writer, one more than the last, under a lock: a fork of the chain would collide.
+    """
+
+    seq = models.BigIntegerField(primary_key=True)
+    at = models.DateTimeField(db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                              on_delete=models.DO_NOTHING, db_constraint=False,
+                              related_name="+")
+    action = models.CharField(max_length=60, db_index=True)
+    case = models.ForeignKey(Case, null=True, blank=True, on_delete=models.DO_NOTHING,
+                             db_constraint=False, related_name="+")
+    object_type = models.CharField(max_length=40, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    # Names of changed fields and codes only: never decrypted content.
+    fields = models.JSONField(default=list, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    flagged = models.BooleanField(default=False, db_index=True)
+    request_id = models.CharField(max_length=32, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    mac = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["-seq"]
+        default_permissions = ()
+        indexes = [models.Index(fields=["actor", "at"], name="event_actor_at"),
+                   models.Index(fields=["case", "at"], name="event_case_at")]
+
+    def __str__(self):
+        return f"#{self.seq} {self.action}"

@@ -51,3 +51,52 @@ def rotate_keys(job_id: str) -> None:
         Job.objects.filter(pk=job_id).update(status=Job.Status.FAILED, finished_at=timezone.now())
         raise
     Job.objects.filter(pk=job_id).update(status=Job.Status.DONE, finished_at=timezone.now())
+
+
+@shared_task(acks_late=True)
+def notify(kind: str, case_id: str, actor_id: str) -> None:
+    """E-mail the people who must know of a sensitive opening: a link, never a name."""
+    from django.conf import settings
+    from django.core.mail import send_mass_mail
+    from django.template.loader import render_to_string
+    from django.urls import reverse
+
+    from casework import access
+    from casework.models import Case, User
+
+    case = Case.objects.filter(pk=case_id).select_related("team").first()
+    actor = User.objects.filter(pk=actor_id).first()
+    if case is None or actor is None:
+        return
+    if kind == "sealed_opened":
+        recipients = access.case_workers(case).exclude(pk=actor.pk)
+    elif kind == "break_glass":
+        recipients = case.team.coordinators.filter(is_active=True).exclude(pk=actor.pk)
+    else:
+        raise ValueError(f"unknown notification {kind!r}")
+    context = {
+        "kind": kind,
+        "reference": case.reference,
+        "actor": actor.get_username(),
+        "url": settings.PASSAGE_BASE_URL.rstrip("/") + reverse("case_detail", args=[case.pk]),
+    }
+    subject = render_to_string(f"emails/{kind}_subject.txt", context).strip()
+    body = render_to_string(f"emails/{kind}.txt", context)
+    send_mass_mail(
+        [(subject, body, None, [u.email]) for u in recipients if u.email], fail_silently=False
+    )
+
+
+@shared_task
+def shred_expired_cases() -> None:
+    """Daily: crypto-shred closed cases whose retention date has passed (in batches)."""
+    from casework import services
+    from casework.models import Case, Stage
+
+    due = Case.objects.filter(
+        stage=Stage.CLOSED,
+        retention_until__lt=timezone.localdate(),
+        data_key__shredded_at__isnull=True,
+    ).select_related("data_key")
+    for case in due[:500]:
+        services.case_shred(case=case)

@@ -25,6 +25,10 @@ app.conf.beat_schedule = {
         "task": "casework.tasks.clear_expired_sessions",
         "schedule": crontab(minute=17),
     },
+    "shred-expired-cases": {
+        "task": "casework.tasks.shred_expired_cases",
+        "schedule": crontab(hour=2, minute=23),
+    },
     "forget-old-login-failures": {
         "task": "casework.tasks.forget_old_login_failures",
         "schedule": crontab(hour=3, minute=41),

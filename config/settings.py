@@ -83,6 +83,7 @@ if TESTING:
     INSTALLED_APPS += ["tests.vaulttest"]  # sample models for the vault's own tests
 
 MIDDLEWARE = [
+    "casework.audit.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "casework.security.NoStoreMiddleware",
@@ -283,6 +284,14 @@ CRISPY_TEMPLATE_PACK = "bootstrap5"
 
 # --- The vault ------------------------------------------------------------------------
 PASSAGE_KEYRING = env("PASSAGE_KEYRING", str(VAR_DIR / "keyring.json") if DEV else None)
+
+# --- Casework ---------------------------------------------------------------------------
+# Closed cases are crypto-shredded this many days after closing.
+PASSAGE_CASE_RETENTION_DAYS = env_int("PASSAGE_CASE_RETENTION_DAYS", 730)
+PASSAGE_CASES_PER_PAGE = 50
+# The unusual-access report: how many cases one person opens in an hour, and "night".
+PASSAGE_UNUSUAL_CASES_PER_HOUR = env_int("PASSAGE_UNUSUAL_CASES_PER_HOUR", 20)
+PASSAGE_NIGHT_HOURS = (22, 6)
 
 # --- E-mail ---------------------------------------------------------------------------
 EMAIL_BACKEND = env(

@@ -1,0 +1,176 @@
+"""The access log: every read and every change of case content, hash-chained.
+
+1. `record()` is called by the code that does the thing, in the same transaction, with
+   a namespaced action code ("case.viewed", "case.updated", "access.granted", ...).
+   It stores names of fields and codes, never decrypted content.
+2. Writers are serialised (a PostgreSQL advisory lock; SQLite's write lock), read the
+   last row's MAC, and insert `seq = last + 1` with
+   `mac = HMAC(audit_key, previous mac | canonical form of this row)`.
+3. Database triggers refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL), so the
+   log is append-only even for code that forgets; `verify()` (and
+   `manage.py verify_audit`) recomputes the chain and names the first broken link.
+"""
+
+import datetime
+import hashlib
+import hmac
+import json
+import uuid
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from . import vault
+
+TABLE = "casework_accessevent"
+LOCK_KEY = 0x5041_5353  # "PASS": the advisory lock every writer takes
+
+# Codes an auditor's report treats as worth a second look.
+FLAGGED_ACTIONS = {"case.break_glass", "case.sealed_opened"}
+
+
+def record(actor, action: str, *, case=None, obj=None, fields=(), detail=None, request=None,
+           flagged=None):
+    """Append one event. Call it inside the transaction of the change it records."""
+    from .models import AccessEvent
+
+    actor = actor if getattr(actor, "is_authenticated", False) else None
+    with transaction.atomic():
+        _lock()
+        last = AccessEvent.objects.order_by("-seq").values_list("seq", "mac").first()
+        seq, previous = (last[0] + 1, last[1]) if last else (1, "")
+        event = AccessEvent(
+            seq=seq,
+            at=timezone.now(),
+            actor=actor,
+            action=action,
+            case=case,
+            object_type=type(obj).__name__.lower() if obj is not None else "",
+            object_id=str(obj.pk) if obj is not None else "",
+            fields=sorted(fields),
+            detail=detail or {},
+            flagged=action in FLAGGED_ACTIONS if flagged is None else flagged,
+            request_id=getattr(request, "request_id", "") if request else "",
+            ip=_ip(request),
+        )
+        event.mac = _mac(previous, event)
+        event.save(force_insert=True)
+    return event
+
+
+def _ip(request):
+    if request is None:
+        return None
+    from .security import client_ip
+
+    return client_ip(request) or None
+
+
+def _lock():
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
+
+
+def canonical(event) -> bytes:
+    at = event.at.astimezone(datetime.UTC)
+    parts = [
+        str(event.seq),
+        at.strftime("%Y-%m-%dT%H:%M:%S.%f"),
+        str(event.actor_id or ""),
+        event.action,
+        str(event.case_id or ""),
+        event.object_type,
+        event.object_id,
+        json.dumps(list(event.fields), sort_keys=True, ensure_ascii=True),
+        json.dumps(event.detail, sort_keys=True, ensure_ascii=True),
+        "1" if event.flagged else "0",
+        event.request_id,
+        str(event.ip or ""),
+    ]
+    return "\x1f".join(parts).encode()
+
+
+def _mac(previous: str, event) -> str:
+    key = vault.keyring().audit_key
+    return hmac.new(key, previous.encode() + b"\x1e" + canonical(event), hashlib.sha256).hexdigest()
+
+
+def verify(batch_size: int = 2000):
+    """Recompute the chain. Returns (rows checked, first broken seq or None)."""
+    from .models import AccessEvent
+
+    previous, expected_seq, checked = "", 1, 0
+    for event in AccessEvent.objects.order_by("seq").iterator(chunk_size=batch_size):
+        if event.seq != expected_seq or not hmac.compare_digest(_mac(previous, event), event.mac):
+            return checked, event.seq if event.seq == expected_seq else expected_seq
+        previous, expected_seq, checked = event.mac, event.seq + 1, checked + 1
+    return checked, None
+
+
+# --- Triggers -------------------------------------------------------------------------------
+def install_triggers(schema_editor_or_connection, table: str = TABLE) -> None:
+    conn = getattr(schema_editor_or_connection, "connection", schema_editor_or_connection)
+    with conn.cursor() as cursor:
+        for sql in _trigger_sql(conn.vendor, table):
+            cursor.execute(sql)
+
+
+def drop_triggers(conn, table: str = TABLE) -> None:
+    with conn.cursor() as cursor:
+        if conn.vendor == "sqlite":
+            for op in ("update", "delete"):
+                cursor.execute(f"DROP TRIGGER IF EXISTS {table}_no_{op}")
+        elif conn.vendor == "postgresql":
+            cursor.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
+            cursor.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
+
+
+def _trigger_sql(vendor: str, table: str) -> list[str]:
+    message = f"{table} is append-only"
+    if vendor == "sqlite":
+        return [
+            f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op} BEFORE {op.upper()} ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
+            for op in ("update", "delete")
+        ]
+    if vendor == "postgresql":
+        return [
+            "CREATE OR REPLACE FUNCTION passage_append_only() RETURNS trigger AS $$ "
+            "BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END; $$ LANGUAGE plpgsql",
+            f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}",
+            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION passage_append_only()",
+            f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}",
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION passage_append_only()",
+        ]
+    raise NotImplementedError(f"No append-only triggers for {vendor}")
+
+
+# --- Request ids and login events -----------------------------------------------------------
+class RequestIdMiddleware:
+    """A random id per request, on the response and on every access event it writes."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.request_id = uuid.uuid4().hex
+        response = self.get_response(request)
+        response["X-Request-ID"] = request.request_id
+        return response
+
+
+def on_login(sender, request, user, **kwargs):
+    record(user, "auth.login", request=request)
+
+
+def on_logout(sender, request, user, **kwargs):
+    if user is not None:
+        record(user, "auth.logout", request=request)
+
+
+def on_login_failed(sender, credentials, request=None, **kwargs):
+    # Never the typed username: it is sometimes a password typed in the wrong box.
+    record(None, "auth.login_failed", request=request)

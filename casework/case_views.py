@@ -1,0 +1,407 @@
+"""Case pages. Every case-scoped view starts with get_case_for_user(); every read of case
+content and every change writes its access event."""
+
+import secrets
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Prefetch
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from django.views.decorators.http import require_POST
+
+from . import access, audit, services, vault
+from .access import get_case_for_user
+from .forms import (
+    BreakGlassForm,
+    CaseFilterForm,
+    CaseForm,
+    CaseSearchForm,
+    GrantForm,
+    NoteForm,
+    ReasonForm,
+    RevokeForm,
+    StageForm,
+    WhereaboutsForm,
+)
+from .models import (
+    Attachment,
+    Case,
+    CaseUserObjectPermission,
+    Note,
+    Role,
+    Stage,
+    Team,
+    User,
+    Whereabouts,
+)
+
+SEARCH_SESSION_KEY = "passage_case_searches"
+
+
+def _teams_for(user):
+    if user.has_role(Role.COORDINATOR):
+        return Team.objects.filter(coordinators=user) | Team.objects.filter(members=user)
+    return Team.objects.filter(members=user)
+
+
+def _works_on_cases(user):
+    if not access.works_on_cases(user):
+        raise PermissionDenied
+
+
+@login_required
+def case_list(request):
+    _works_on_cases(request.user)
+    teams = _teams_for(request.user).distinct()
+    assignees = User.objects.filter(groups__name=Role.CASEWORKER, teams__in=teams).distinct()
+    filters = CaseFilterForm(request.GET or None, teams=teams, assignees=assignees)
+    cases = access.cases_for_user(request.user)
+    found = request.session.get(SEARCH_SESSION_KEY, {}).get(request.GET.get("found", ""))
+    if found is not None:
+        cases = cases.filter(pk__in=found)
+    if filters.is_valid():
+        data = filters.cleaned_data
+        if data["stage"]:
+            cases = cases.filter(stage=data["stage"])
+        if data["risk"]:
+            cases = cases.filter(risk=data["risk"])
+        if data["team"]:
+            cases = cases.filter(team=data["team"])
+        if data["assignee"]:
+            cases = cases.filter(pk__in=access.granted_cases(data["assignee"], access.CHANGE))
+    cases = cases.select_related("team", "data_key").order_by("-opened_on", "reference")
+    page = Paginator(cases, settings.PASSAGE_CASES_PER_PAGE).get_page(request.GET.get("page"))
+    rows = list(page.object_list)
+    workers = _caseworkers_by_case(rows)
+    for case in rows:
+        case.workers = workers.get(case.pk, [])
+    if rows:
+        audit.record(request.user, "case.listed", request=request,
+                     detail={"cases": [str(c.pk) for c in rows]})
+    return render(request, "casework/case_list.html", {
+        "page": page, "rows": rows, "filters": filters, "search_form": CaseSearchForm(),
+        "found": found is not None, "query_string": _query_without_page(request),
+    })
+
+
+def _caseworkers_by_case(cases) -> dict:
+    """The caseworkers of each case on a page, in one query."""
+    grants = (
+        CaseUserObjectPermission.objects.filter(
+            content_object__in=[c.pk for c in cases], permission__codename=access.CHANGE,
+            user__groups__name=Role.CASEWORKER,
+        )
+        .select_related("user")
+        .order_by("user__username")
+    )
+    out = {}
+    for grant in grants:
+        out.setdefault(grant.content_object_id, []).append(grant.user)
+    return out
+
+
+def _query_without_page(request) -> str:
+    query = request.GET.copy()
+    query.pop("page", None)
+    return query.urlencode()
+
+
+@sensitive_post_parameters("q")
+@sensitive_variables("term")
+@require_POST
+@login_required
+def case_search(request):
+    """Search by reference or name. POST keeps the words out of URLs and server logs; the
+    result travels as a random token. The log holds blind-index values, never words."""
+    _works_on_cases(request.user)
+    form = CaseSearchForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Enter a reference or a name to search for."))
+        return redirect("case_list")
+    term = form.cleaned_data["q"].strip()
+    visible = access.cases_for_user(request.user)
+    index = Case.blind_indexes[0]
+    if Case.objects.filter(reference__iexact=term).exists() or term.upper().startswith("P-"):
+        ids = list(visible.filter(reference__iexact=term).values_list("pk", flat=True))
+        detail = {"by": "reference", "results": len(ids)}
+    else:
+        found = vault.search(visible.select_related("data_key"), index.name, term)
+        ids = [c.pk for c in found]
+        outside = vault.candidate_ids(index, term) - set(visible.values_list("pk", flat=True))
+        key = index.key()
+        detail = {
+            "by": "name",
+            "index": index.name,
+            "values": sorted({index.hash(t, "t", key) for t in vault.tokens(term)}),
+            "results": len(ids),
+            "outside_caseload": len(outside),
+        }
+    audit.record(request.user, "case.searched", request=request, detail=detail,
+                 flagged=bool(detail.get("outside_caseload")))
+    token = secrets.token_urlsafe(8)
+    searches = request.session.get(SEARCH_SESSION_KEY, {})
+    searches = dict(list(searches.items())[-9:])  # keep the last ten
+    searches[token] = [str(pk) for pk in ids]
+    request.session[SEARCH_SESSION_KEY] = searches
+    if not ids:
+        messages.info(request, _("No case you can see matches. Check the spelling or try one name."))
+    return redirect(f"{request.build_absolute_uri('/cases/')}?found={token}")
+
+
+@login_required
+def case_new(request):
+    _works_on_cases(request.user)
+    teams = _teams_for(request.user).distinct()
+    form = CaseForm(request.POST or None, teams=teams)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        case = services.case_open(actor=request.user, team=data["team"], person=form.person(),
+                                  aims=data["aims"], risk=data["risk"], request=request)
+        messages.success(request, _("Case %(ref)s opened.") % {"ref": case.reference})
+        return redirect("case_detail", pk=case.pk)
+    return render(request, "casework/case_form.html", {"form": form, "case": None})
+
+
+@login_required
+def case_detail(request, pk):
+    case = get_case_for_user(request, pk)
+    user = request.user
+    notes = case.notes.select_related("author").prefetch_related(
+        Prefetch("attachments", queryset=Attachment.objects.order_by("created_at"))
+    )
+    restricted_ok = access.sees_restricted_notes(user, case)
+    if not restricted_ok:
+        notes = notes.filter(restricted=False)
+    action = "case.sealed_opened" if case.sealed else "case.viewed"
+    audit.record(user, action, case=case, request=request)
+    if case.sealed:
+        from .tasks import notify
+
+        notify.delay_on_commit("sealed_opened", str(case.pk), str(user.pk))
+    context = {
+        "case": case,
+        "notes": list(notes),
+        "note_form": NoteForm(),
+        "stage_form": StageForm(initial={"stage": case.stage}),
+        "can_change": access.can(user, access.CHANGE, case),
+        "can_manage": access.can_manage_access(user, case),
+        "can_whereabouts": access.can(user, access.WHEREABOUTS, case),
+        "has_whereabouts": Whereabouts.objects.filter(case=case).exists(),
+        "stage_history": case.stage_changes.select_related("changed_by"),
+        "workers": access.case_workers(case),
+        "restricted_ok": restricted_ok,
+    }
+    return render(request, "casework/case_detail.html", context)
+
+
+def _person_initial(case) -> dict:
+    initial = {name: getattr(case, name) for name in CaseForm.PERSON}
+    initial.update(team=case.team_id, aims=case.aims, risk=case.risk)
+    return initial
+
+
+@login_required
+def case_edit(request, pk):
+    case = get_case_for_user(request, pk, access.CHANGE)
+    teams = (_teams_for(request.user) | Team.objects.filter(pk=case.team_id)).distinct()
+    form = CaseForm(request.POST or None, initial=_person_initial(case), teams=teams)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        changes = {**form.person(), "aims": data["aims"], "risk": data["risk"]}
+        if access.is_coordinator_of(request.user, case):
+            changes["team"] = data["team"]
+        changed = services.case_update(actor=request.user, case=case, data=changes,
+                                       request=request)
+        messages.success(request, _("Saved.") if changed else _("Nothing was changed."))
+        return redirect("case_detail", pk=case.pk)
+    if request.method == "GET":
+        audit.record(request.user, "case.viewed", case=case, request=request,
+                     detail={"page": "edit"})
+    return render(request, "casework/case_form.html", {"form": form, "case": case})
+
+
+@require_POST
+@login_required
+def case_stage(request, pk):
+    case = get_case_for_user(request, pk, access.CHANGE)
+    form = StageForm(request.POST)
+    if form.is_valid():
+        services.case_change_stage(actor=request.user, case=case,
+                                   stage=form.cleaned_data["stage"], request=request)
+        messages.success(request, _("Stage changed."))
+    else:
+        messages.error(request, _("Choose one of the stages in the list."))
+    return redirect("case_detail", pk=case.pk)
+
+
+@require_POST
+@login_required
+def case_close(request, pk):
+    case = get_case_for_user(request, pk, access.CHANGE)
+    services.case_change_stage(actor=request.user, case=case, stage=Stage.CLOSED, request=request)
+    messages.success(request, _("Case closed. It will be shredded after the retention period."))
+    return redirect("case_detail", pk=case.pk)
+
+
+@require_POST
+@login_required
+def case_reopen(request, pk):
+    case = get_case_for_user(request, pk, access.CHANGE)
+    if case.stage == Stage.CLOSED:
+        services.case_change_stage(actor=request.user, case=case, stage=Stage.INTAKE,
+                                   request=request)
+        messages.success(request, _("Case reopened at intake."))
+    return redirect("case_detail", pk=case.pk)
+
+
+@require_POST
+@login_required
+def note_add(request, pk):
+    case = get_case_for_user(request, pk, access.CHANGE)
+    form = NoteForm(request.POST, request.FILES)
+    if form.is_valid():
+        services.note_add(actor=request.user, case=case, body=form.cleaned_data["body"],
+                          restricted=form.cleaned_data["restricted"],
+                          upload=form.cleaned_data.get("attachment"), request=request)
+        messages.success(request, _("Note added."))
+        return redirect("case_detail", pk=case.pk)
+    for errors in form.errors.values():
+        for error in errors:
+            messages.error(request, error)
+    return redirect("case_detail", pk=case.pk)
+
+
+@login_required
+def attachment_download(request, pk, attachment_pk):
+    case = get_case_for_user(request, pk)
+    notes = Note.objects.filter(case=case)
+    if not access.sees_restricted_notes(request.user, case):
+        notes = notes.filter(restricted=False)
+    attachment = get_object_or_404(Attachment, pk=attachment_pk, case=case, note__in=notes)
+    attachment.case = case  # its data key, already loaded
+    data = vault.open_file(case.data_key, attachment.blob_name)
+    audit.record(request.user, "attachment.viewed", case=case, obj=attachment, request=request)
+    response = HttpResponse(data, content_type="application/octet-stream")
+    response["Content-Disposition"] = _disposition(attachment.filename)
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _disposition(filename: str) -> str:
+    from urllib.parse import quote
+
+    return f"attachment; filename=\"attachment\"; filename*=UTF-8''{quote(filename)}"
+
+
+@sensitive_variables("place")
+@login_required
+def whereabouts(request, pk):
+    """Asks for a reason first; shows the whereabouts only in the answer to that POST."""
+    case = get_case_for_user(request, pk, access.WHEREABOUTS)
+    form = ReasonForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        place = services.whereabouts_view(actor=request.user, case=case,
+                                          reason=form.cleaned_data["reason"], request=request)
+        return render(request, "casework/whereabouts.html", {
+            "case": case, "place": place, "edit_form": WhereaboutsForm(initial={
+                name: getattr(place, name) for name in Whereabouts.FIELDS} if place else None),
+            "can_change": access.can(request.user, access.CHANGE, case),
+        })
+    return render(request, "casework/whereabouts_reason.html", {"case": case, "form": form})
+
+
+@sensitive_post_parameters()
+@require_POST
+@login_required
+def whereabouts_edit(request, pk):
+    case = get_case_for_user(request, pk, access.WHEREABOUTS)
+    if not access.can(request.user, access.CHANGE, case):
+        raise Http404
+    form = WhereaboutsForm(request.POST)
+    if form.is_valid():
+        services.whereabouts_save(actor=request.user, case=case, data=form.cleaned_data,
+                                  request=request)
+        messages.success(request, _("Whereabouts saved."))
+        return redirect("case_detail", pk=case.pk)
+    return render(request, "casework/whereabouts.html", {
+        "case": case, "place": None, "edit_form": form, "can_change": True,
+    }, status=400)
+
+
+@login_required
+def case_access(request, pk):
+    case = get_case_for_user(request, pk)
+    if not access.can_manage_access(request.user, case):
+        raise PermissionDenied
+    users = services.grantable_users(case)
+    form = GrantForm(request.POST or None, users=users)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.access_grant(actor=request.user, case=case, user=form.cleaned_data["user"],
+                                  level=form.cleaned_data["level"], request=request)
+        except ValidationError as exc:
+            form.add_error("user", exc)
+        else:
+            messages.success(request, _("Access granted."))
+            return redirect("case_access", pk=case.pk)
+    grants = (
+        CaseUserObjectPermission.objects.filter(content_object=case)
+        .select_related("user", "permission").order_by("user__username")
+    )
+    by_user = {}
+    for grant in grants:
+        by_user.setdefault(grant.user, set()).add(grant.permission.codename)
+    return render(request, "casework/case_access.html", {
+        "case": case, "form": form, "grants": sorted(by_user.items(), key=lambda i: i[0].username),
+    })
+
+
+@require_POST
+@login_required
+def case_revoke(request, pk):
+    case = get_case_for_user(request, pk)
+    if not access.can_manage_access(request.user, case):
+        raise PermissionDenied
+    form = RevokeForm(request.POST)
+    if form.is_valid():
+        services.access_revoke(actor=request.user, case=case, user=form.cleaned_data["user"],
+                               level=form.cleaned_data["level"], request=request)
+        messages.success(request, _("Access revoked. It takes effect at once."))
+    return redirect("case_access", pk=case.pk)
+
+
+@require_POST
+@login_required
+def case_seal(request, pk):
+    case = get_case_for_user(request, pk)
+    if not access.can_manage_access(request.user, case):
+        raise PermissionDenied
+    sealed = request.POST.get("sealed") == "1"
+    services.case_seal(actor=request.user, case=case, sealed=sealed, request=request)
+    messages.success(request, _("The case is sealed.") if sealed else _("The case is unsealed."))
+    return redirect("case_detail", pk=case.pk)
+
+
+@sensitive_post_parameters("justification")
+@login_required
+def break_glass(request):
+    if not request.user.has_role(Role.COORDINATOR):
+        raise PermissionDenied
+    form = BreakGlassForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        case = Case.objects.filter(reference=form.cleaned_data["reference"]).first()
+        if case is None:
+            form.add_error("reference", _("There is no case with this reference."))
+        else:
+            services.break_glass(actor=request.user, case=case,
+                                 justification=form.cleaned_data["justification"],
+                                 request=request)
+            messages.warning(request, _("Break-glass access for one hour. This is logged."))
+            return redirect("case_detail", pk=case.pk)
+    return render(request, "casework/break_glass.html", {"form": form})

@@ -1,0 +1,195 @@
+"""Case workflows that span models. Each writes its access event in the same transaction."""
+
+import datetime
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from guardian.shortcuts import assign_perm, remove_perm
+
+from . import access, audit, vault
+from .models import Attachment, BreakGlass, Case, Note, Role, Stage, StageChange, User, Whereabouts
+
+# Access levels a coordinator grants, as sets of object permissions.
+LEVELS = {
+    "view": [access.VIEW],
+    "work": [access.VIEW, access.CHANGE],
+    "whereabouts": [access.WHEREABOUTS],
+}
+
+
+def _changed(instance, data: dict) -> list[str]:
+    return [name for name, value in data.items() if getattr(instance, name) != value]
+
+
+@transaction.atomic
+def case_open(*, actor: User, team, person: dict, aims: list, risk: str, request=None) -> Case:
+    if not (actor.has_role(Role.COORDINATOR) or actor.has_role(Role.CASEWORKER)):
+        raise PermissionDenied
+    case = Case(team=team, aims=aims, risk=risk, created_by=actor, **person)
+    case.save()
+    StageChange.objects.create(case=case, to_stage=case.stage, changed_by=actor)
+    if actor.has_role(Role.CASEWORKER):
+        for perm in LEVELS["work"]:
+            assign_perm(perm, actor, case)
+    audit.record(actor, "case.created", case=case, request=request,
+                 fields=[k for k, v in person.items() if v not in (None, "", [])])
+    return case
+
+
+@transaction.atomic
+def case_update(*, actor: User, case: Case, data: dict, request=None) -> list[str]:
+    changed = _changed(case, data)
+    if not changed:
+        return []
+    for name in changed:
+        setattr(case, name, data[name])
+    case.save()
+    audit.record(actor, "case.updated", case=case, fields=changed, request=request)
+    return changed
+
+
+@transaction.atomic
+def case_change_stage(*, actor: User, case: Case, stage: str, request=None) -> None:
+    if stage == case.stage:
+        return
+    old = case.stage
+    case.stage = stage
+    fields = ["stage"]
+    if stage == Stage.CLOSED:
+        case.closed_on = timezone.localdate()
+        case.retention_until = case.closed_on + datetime.timedelta(
+            days=settings.PASSAGE_CASE_RETENTION_DAYS
+        )
+        fields += ["closed_on", "retention_until"]
+    elif old == Stage.CLOSED:
+        case.closed_on = case.retention_until = None
+        fields += ["closed_on", "retention_until"]
+    case.save(update_fields=[*fields, "updated_at"])
+    StageChange.objects.create(case=case, from_stage=old, to_stage=stage, changed_by=actor)
+    action = {Stage.CLOSED: "case.closed"}.get(stage, "case.reopened" if old == Stage.CLOSED
+                                                  else "case.stage_changed")
+    audit.record(actor, action, case=case, fields=fields, request=request,
+                 detail={"from": old, "to": stage})
+
+
+def grantable_users(case: Case):
+    """Who may be given access: active caseworkers of the case's team (and, for a
+    sealed case, its team's coordinators, who are otherwise kept out)."""
+    users = User.objects.filter(is_active=True, teams=case.team, groups__name=Role.CASEWORKER)
+    if case.sealed:
+        users = users | User.objects.filter(
+            is_active=True, led_teams=case.team, groups__name=Role.COORDINATOR
+        )
+    return users.distinct().order_by("username")
+
+
+@transaction.atomic
+def access_grant(*, actor: User, case: Case, user: User, level: str, request=None) -> None:
+    if not access.can_manage_access(actor, case):
+        raise PermissionDenied
+    if not grantable_users(case).filter(pk=user.pk).exists():
+        raise ValidationError(_("Only caseworkers of the case's team can be given access."))
+    for perm in LEVELS[level]:
+        assign_perm(perm, user, case)
+    audit.record(actor, "access.granted", case=case, request=request,
+                 detail={"user": str(user.pk), "level": level})
+
+
+@transaction.atomic
+def access_revoke(*, actor: User, case: Case, user: User, level: str, request=None) -> None:
+    if not access.can_manage_access(actor, case):
+        raise PermissionDenied
+    # Revoking "view" takes everything: there is no working on a case one cannot see.
+    perms = {"view": [access.VIEW, access.CHANGE, access.WHEREABOUTS],
+             "work": [access.CHANGE], "whereabouts": [access.WHEREABOUTS]}[level]
+    for perm in perms:
+        remove_perm(perm, user, case)
+    audit.record(actor, "access.revoked", case=case, request=request,
+                 detail={"user": str(user.pk), "level": level})
+
+
+@transaction.atomic
+def case_seal(*, actor: User, case: Case, sealed: bool, request=None) -> None:
+    """Sealing keeps the case to named users: the sealing coordinator is named at once."""
+    if not access.can_manage_access(actor, case):
+        raise PermissionDenied
+    if sealed:
+        for perm in LEVELS["work"]:
+            assign_perm(perm, actor, case)
+    case.sealed = sealed
+    case.save(update_fields=["sealed", "updated_at"])
+    audit.record(actor, "case.sealed" if sealed else "case.unsealed", case=case,
+                 fields=["sealed"], request=request)
+
+
+@transaction.atomic
+def note_add(*, actor: User, case: Case, body: str, restricted: bool, upload=None,
+             request=None) -> Note:
+    note = Note(case=case, author=actor, body=body, restricted=restricted)
+    note.save()
+    audit.record(actor, "note.created", case=case, obj=note, fields=["body"], request=request,
+                 detail={"restricted": restricted})
+    if upload is not None:
+        data = upload.read()
+        # The file is written first; if the row cannot be written it is removed again.
+        blob = vault.save_file(case.data_key, data)
+        try:
+            attachment = Attachment.objects.create(
+                case=case, note=note, blob_name=blob, size=len(data), filename=upload.name[:255],
+                content_type=(upload.content_type or "application/octet-stream")[:100],
+                uploaded_by=actor,
+            )
+        except Exception:
+            vault.delete_file(blob)
+            raise
+        audit.record(actor, "attachment.created", case=case, obj=attachment, request=request)
+    return note
+
+
+@transaction.atomic
+def whereabouts_save(*, actor: User, case: Case, data: dict, request=None) -> list[str]:
+    place = Whereabouts.objects.filter(case=case).first()
+    if place is None:
+        place = Whereabouts(case=case)
+        changed = [name for name, value in data.items() if value not in (None, "")]
+    else:
+        changed = _changed(place, data)
+    for name, value in data.items():
+        setattr(place, name, value)
+    place.updated_by = actor
+    place.save()
+    audit.record(actor, "whereabouts.updated", case=case, obj=place, request=request,
+                 fields=changed)
+    return changed
+
+
+def whereabouts_view(*, actor: User, case: Case, reason: str, request=None):
+    place = Whereabouts.objects.filter(case=case).first()
+    audit.record(actor, "whereabouts.viewed", case=case, obj=place, request=request,
+                 detail={"reason": reason})
+    return place
+
+
+@transaction.atomic
+def break_glass(*, actor: User, case: Case, justification: str, request=None) -> BreakGlass:
+    if not actor.has_role(Role.COORDINATOR):
+        raise PermissionDenied
+    glass = BreakGlass(case=case, user=actor, justification=justification,
+                       expires_at=timezone.now() + datetime.timedelta(hours=1))
+    glass.save()
+    audit.record(actor, "case.break_glass", case=case, obj=glass, request=request, flagged=True)
+    from .tasks import notify
+
+    notify.delay_on_commit("break_glass", str(case.pk), str(actor.pk))
+    return glass
+
+
+@transaction.atomic
+def case_shred(*, case: Case, actor: User | None = None, reason: str = "retention") -> None:
+    for attachment in Attachment.objects.filter(case=case):
+        vault.delete_file(attachment.blob_name)
+    vault.shred(case)
+    audit.record(actor, "case.shredded", case=case, detail={"reason": reason})
