@@ -9,7 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
@@ -226,10 +226,11 @@ def case_edit(request, pk):
     return render(request, "casework/case_form.html", {"form": form, "case": case})
 
 
-@require_POST
 @login_required
 def case_stage(request, pk):
     case = get_case_for_user(request, pk, access.CHANGE)
+    if request.method != "POST":  # after the case check: outsiders see 404, not 405
+        return HttpResponseNotAllowed(["POST"])
     form = StageForm(request.POST)
     if form.is_valid():
         services.case_change_stage(actor=request.user, case=case,
@@ -240,19 +241,21 @@ def case_stage(request, pk):
     return redirect("case_detail", pk=case.pk)
 
 
-@require_POST
 @login_required
 def case_close(request, pk):
     case = get_case_for_user(request, pk, access.CHANGE)
+    if request.method != "POST":  # after the case check: outsiders see 404, not 405
+        return HttpResponseNotAllowed(["POST"])
     services.case_change_stage(actor=request.user, case=case, stage=Stage.CLOSED, request=request)
     messages.success(request, _("Case closed. It will be shredded after the retention period."))
     return redirect("case_detail", pk=case.pk)
 
 
-@require_POST
 @login_required
 def case_reopen(request, pk):
     case = get_case_for_user(request, pk, access.CHANGE)
+    if request.method != "POST":  # after the case check: outsiders see 404, not 405
+        return HttpResponseNotAllowed(["POST"])
     if case.stage == Stage.CLOSED:
         services.case_change_stage(actor=request.user, case=case, stage=Stage.INTAKE,
                                    request=request)
@@ -260,10 +263,11 @@ def case_reopen(request, pk):
     return redirect("case_detail", pk=case.pk)
 
 
-@require_POST
 @login_required
 def note_add(request, pk):
     case = get_case_for_user(request, pk, access.CHANGE)
+    if request.method != "POST":  # after the case check: outsiders see 404, not 405
+        return HttpResponseNotAllowed(["POST"])
     form = NoteForm(request.POST, request.FILES)
     if form.is_valid():
         services.note_add(actor=request.user, case=case, body=form.cleaned_data["body"],
@@ -317,10 +321,11 @@ def whereabouts(request, pk):
 
 
 @sensitive_post_parameters()
-@require_POST
 @login_required
 def whereabouts_edit(request, pk):
     case = get_case_for_user(request, pk, access.WHEREABOUTS)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
     if not access.can(request.user, access.CHANGE, case):
         raise Http404
     form = WhereaboutsForm(request.POST)
@@ -362,10 +367,11 @@ def case_access(request, pk):
     })
 
 
-@require_POST
 @login_required
 def case_revoke(request, pk):
     case = get_case_for_user(request, pk)
+    if request.method != "POST":  # after the case check: outsiders see 404, not 405
+        return HttpResponseNotAllowed(["POST"])
     if not access.can_manage_access(request.user, case):
         raise PermissionDenied
     form = RevokeForm(request.POST)
@@ -376,10 +382,11 @@ def case_revoke(request, pk):
     return redirect("case_access", pk=case.pk)
 
 
-@require_POST
 @login_required
 def case_seal(request, pk):
     case = get_case_for_user(request, pk)
+    if request.method != "POST":  # after the case check: outsiders see 404, not 405
+        return HttpResponseNotAllowed(["POST"])
     if not access.can_manage_access(request.user, case):
         raise PermissionDenied
     sealed = request.POST.get("sealed") == "1"

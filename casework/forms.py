@@ -201,6 +201,8 @@ class CaseFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["team"].queryset = teams if teams is not None else Team.objects.none()
         self.fields["assignee"].queryset = assignees if assignees is not None else User.objects.none()
+        for field in self.fields.values():
+            field.widget.attrs["class"] = "form-select form-select-sm"
 
 
 class CaseSearchForm(forms.Form):

@@ -379,6 +379,7 @@ class StageChange(models.Model):
     changed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        default_permissions = ()
         ordering = ["changed_at", "id"]
 
     def __str__(self):
@@ -404,6 +405,9 @@ class Whereabouts(vault.VaultModel):
 
     FIELDS = ["country", "city", "address", "phone", "email", "safe_contact", "code_word"]
 
+    class Meta:
+        default_permissions = ()  # rights are per case (casework.view_whereabouts on Case)
+
     def __str__(self):
         return "whereabouts"
 
@@ -426,6 +430,7 @@ class Note(vault.VaultModel):
     body = vault.EncryptedTextField(_("note"))
 
     class Meta:
+        default_permissions = ()
         ordering = ["-created_at"]
 
     def __str__(self):
@@ -452,6 +457,9 @@ class Attachment(vault.VaultModel):
                                     on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
 
+    class Meta:
+        default_permissions = ()
+
     def __str__(self):
         return "attachment"
 
@@ -467,6 +475,9 @@ class BreakGlass(vault.VaultModel):
     justification = vault.EncryptedTextField()
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
+
+    class Meta:
+        default_permissions = ()
 
     def __str__(self):
         return "break-glass"

@@ -21,7 +21,11 @@ LEVELS = {
 
 
 def _changed(instance, data: dict) -> list[str]:
-    return [name for name, value in data.items() if getattr(instance, name) != value]
+    """Names of fields whose value changes (an empty value is empty, whatever its type)."""
+    def norm(value):
+        return None if value in (None, "", []) else value
+
+    return [name for name, value in data.items() if norm(getattr(instance, name)) != norm(value)]
 
 
 @transaction.atomic

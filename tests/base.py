@@ -50,22 +50,54 @@ def login_verified(client, user):
     return client
 
 
+def make_case(team, *, actor=None, name="Maryam Karimi", **person):
+    """A case opened through the service, as a caseworker or coordinator would."""
+    from casework.services import case_open
+
+    actor = actor or team.coordinators.first() or team.members.first()
+    return case_open(actor=actor, team=team, person={"legal_name": name, **person},
+                     aims=["refuge"], risk="medium")
+
+
+def grant(case, user, level="work"):
+    from guardian.shortcuts import assign_perm
+
+    from casework.services import LEVELS
+
+    for perm in LEVELS[level]:
+        assign_perm(perm, user, case)
+
+
 class Personas:
     """The people every access test needs, created once per test."""
 
     def __init__(self):
         self.coordinator = make_user("coordinator", Role.COORDINATOR, first_name="Cora")
+        self.other_coordinator = make_user("coordinator2", Role.COORDINATOR, first_name="Cato")
         self.caseworker = make_user("caseworker", Role.CASEWORKER, first_name="Casey")
         self.other_caseworker = make_user("outsider", Role.CASEWORKER, first_name="Otto")
         self.auditor = make_user("auditor", Role.AUDITOR)
         self.administrator = make_user("administrator", Role.ADMINISTRATOR)
         self.superuser = make_user("root", None, is_superuser=True, is_staff=True)
         self.team = make_team("Team A", coordinators=[self.coordinator], members=[self.caseworker])
-        self.other_team = make_team("Team B", members=[self.other_caseworker])
+        self.other_team = make_team(
+            "Team B", coordinators=[self.other_coordinator], members=[self.other_caseworker]
+        )
+
+    def outsiders(self):
+        """Staff with no access to a Team A case that only `caseworker` is named on."""
+        return [
+            self.other_caseworker,
+            self.other_coordinator,
+            self.auditor,
+            self.administrator,
+            self.superuser,
+        ]
 
     def staff(self):
         return [
             self.coordinator,
+            self.other_coordinator,
             self.caseworker,
             self.other_caseworker,
             self.auditor,
@@ -82,6 +114,18 @@ def personas(db):
 # Sample values for URL parameters, by name first, then by converter.
 PARAM_SAMPLES = {"app_label": "casework", "model_name": "user", "object_id": SAMPLE_UUID}
 CONVERTER_SAMPLES = {"UUIDConverter": SAMPLE_UUID, "IntConverter": "1", "PathConverter": "x"}
+
+
+def url_params(resolver=None):
+    """{url name: [parameter names]} for the project's own (non-namespaced) patterns."""
+    resolver = resolver or get_resolver()
+    out = {}
+    for key in resolver.reverse_dict:
+        if isinstance(key, str):
+            for possibilities, *_ in resolver.reverse_dict.getlist(key):
+                for _fmt, params in possibilities:
+                    out[key] = list(params)
+    return out
 
 
 def url_patterns(resolver=None, prefix="/", namespace=""):

@@ -153,7 +153,7 @@ def test_home_shows_an_administrator_real_counts(personas):
     response = login_verified(Client(), personas.administrator).get(reverse("home"))
     staff = response.context["staff"]
     assert staff["teams"] == 2
-    assert staff["active_users"] == 7
+    assert staff["active_users"] == 8
     assert staff["without_second_factor"] == 1
     assert dict((str(k), v) for k, v in staff["roles"])["Caseworker"] == 3
 
