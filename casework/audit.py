@@ -110,7 +110,8 @@ def verify(batch_size: int = 2000):
 
 # --- Triggers -------------------------------------------------------------------------------
 def install_triggers(schema_editor_or_connection, table: str = TABLE) -> None:
-    conn = getattr(schema_editor_or_connection, "connection", schema_editor_or_connection)
+    target = schema_editor_or_connection
+    conn = target if hasattr(target, "vendor") else target.connection
     with conn.cursor() as cursor:
         for sql in _trigger_sql(conn.vendor, table):
             cursor.execute(sql)

@@ -411,11 +411,12 @@ class EncryptedMixin:
 class EncryptedTextField(EncryptedMixin, models.Field):
     description = _("Encrypted text")
 
+    # surrogatepass: any Python string round-trips, even a lone surrogate.
     def encode(self, value) -> bytes:
-        return str(value).encode("utf-8")
+        return str(value).encode("utf-8", "surrogatepass")
 
     def decode(self, raw: bytes):
-        return raw.decode("utf-8")
+        return raw.decode("utf-8", "surrogatepass")
 
     def formfield(self, **kwargs):
         kwargs.setdefault("widget", forms.Textarea)
@@ -460,10 +461,11 @@ class EncryptedJSONField(EncryptedMixin, models.Field):
     description = _("Encrypted JSON")
 
     def encode(self, value) -> bytes:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return text.encode("utf-8", "surrogatepass")
 
     def decode(self, raw: bytes):
-        return json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8", "surrogatepass"))
 
     def formfield(self, **kwargs):
         return forms.JSONField(required=not self.blank, label=self.verbose_name, **kwargs)
