@@ -29,8 +29,9 @@ LOCK_KEY = 0x5041_5353  # "PASS": the advisory lock every writer takes
 FLAGGED_ACTIONS = {"case.break_glass", "case.sealed_opened"}
 
 
-def record(actor, action: str, *, case=None, obj=None, fields=(), detail=None, request=None,
-           flagged=None):
+def record(
+    actor, action: str, *, case=None, obj=None, fields=(), detail=None, request=None, flagged=None
+):
     """Append one event. Call it inside the transaction of the change it records."""
     from .models import AccessEvent
 
@@ -48,7 +49,8 @@ def record(actor, action: str, *, case=None, obj=None, fields=(), detail=None, r
             object_type=type(obj).__name__.lower() if obj is not None else "",
             object_id=str(obj.pk) if obj is not None else "",
             fields=sorted(fields),
-            detail=detail or {},
+            # Through JSON once: the chain is computed on what the database gives back.
+            detail=json.loads(json.dumps(detail or {})),
             flagged=action in FLAGGED_ACTIONS if flagged is None else flagged,
             request_id=getattr(request, "request_id", "") if request else "",
             ip=_ip(request),
@@ -59,11 +61,17 @@ def record(actor, action: str, *, case=None, obj=None, fields=(), detail=None, r
 
 
 def _ip(request):
+    """The client address in canonical form (as the database will store it), or None."""
     if request is None:
         return None
+    import ipaddress
+
     from .security import client_ip
 
-    return client_ip(request) or None
+    try:
+        return ipaddress.ip_address(client_ip(request)).compressed
+    except ValueError:  # absent, or a proxy's "addr:port": better none than a failed write
+        return None
 
 
 def _lock():
@@ -120,7 +128,7 @@ def install_triggers(schema_editor_or_connection, table: str = TABLE) -> None:
 def drop_triggers(conn, table: str = TABLE) -> None:
     with conn.cursor() as cursor:
         if conn.vendor == "sqlite":
-            for op in ("update", "delete"):
+            for op in ("update", "delete", "replace"):
                 cursor.execute(f"DROP TRIGGER IF EXISTS {table}_no_{op}")
         elif conn.vendor == "postgresql":
             cursor.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
@@ -131,9 +139,15 @@ def _trigger_sql(vendor: str, table: str) -> list[str]:
     message = f"{table} is append-only"
     if vendor == "sqlite":
         return [
-            f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op} BEFORE {op.upper()} ON {table} "
-            f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
-            for op in ("update", "delete")
+            *(
+                f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op} BEFORE {op.upper()} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
+                for op in ("update", "delete")
+            ),
+            # INSERT OR REPLACE would delete without firing the delete trigger.
+            f"CREATE TRIGGER IF NOT EXISTS {table}_no_replace BEFORE INSERT ON {table} "
+            f"WHEN EXISTS (SELECT 1 FROM {table} WHERE seq = NEW.seq) "
+            f"BEGIN SELECT RAISE(ABORT, '{message}'); END",
         ]
     if vendor == "postgresql":
         return [

@@ -8,9 +8,8 @@ from django.db import connection, connections
 from casework import audit
 from casework.models import AccessEvent
 
-pytestmark = pytest.mark.django_db(transaction=True)
 
-
+@pytest.mark.django_db(transaction=True)
 def test_threads_writing_at_once_leave_one_valid_chain():
     if connection.vendor != "postgresql":
         pytest.skip("concurrent writers need a server database (CI runs this on PostgreSQL)")
@@ -32,5 +31,39 @@ def test_threads_writing_at_once_leave_one_valid_chain():
         t.join()
     assert errors == []
     assert AccessEvent.objects.count() == 90
-    assert list(AccessEvent.objects.order_by("seq").values_list("seq", flat=True)) == list(range(1, 91))
+    assert list(AccessEvent.objects.order_by("seq").values_list("seq", flat=True)) == list(
+        range(1, 91)
+    )
     assert audit.verify() == (90, None)
+
+
+@pytest.mark.django_db
+def test_replace_cannot_overwrite_an_event():
+    audit.record(None, "test.original")
+    from django.db import Error, transaction
+
+    with pytest.raises(Error), transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(
+                "INSERT OR REPLACE INTO casework_accessevent (seq, at, action, object_type,"
+                " object_id, fields, detail, flagged, request_id, mac) SELECT seq, at,"
+                " 'test.forged', object_type, object_id, fields, detail, flagged,"
+                " request_id, mac FROM casework_accessevent WHERE seq = 1"
+            )
+        else:
+            cursor.execute(
+                "INSERT INTO casework_accessevent SELECT * FROM casework_accessevent"
+                " WHERE seq = 1 ON CONFLICT (seq) DO UPDATE SET action = 'test.forged'"
+            )
+    assert AccessEvent.objects.get(seq=1).action == "test.original"
+
+
+@pytest.mark.django_db
+def test_ipv6_and_odd_detail_keys_keep_the_chain_valid(rf):
+    request = rf.get("/", REMOTE_ADDR="2001:DB8:0:0:0:0:0:1")
+    audit.record(None, "test.ipv6", request=request, detail={10: 1, 9: 2})
+    bad = rf.get("/", REMOTE_ADDR="1.2.3.4:5678")
+    audit.record(None, "test.port", request=bad)
+    assert AccessEvent.objects.get(action="test.ipv6").ip == "2001:db8::1"
+    assert AccessEvent.objects.get(action="test.port").ip is None
+    assert audit.verify() == (2, None)

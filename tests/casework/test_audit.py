@@ -1,0 +1,514 @@
+"""The auditor's pages, the unusual-access report, the export and verify_audit."""
+
+import csv
+import datetime
+import io
+import json
+import zoneinfo
+
+import pytest
+from django.core.management import call_command, execute_from_command_line
+from django.core.management.base import CommandError
+from django.db import Error, connection, transaction
+from django.http import StreamingHttpResponse
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from casework import audit, services
+from casework.audit_views import unusual_access
+from casework.models import AccessEvent, Role
+from tests.base import login_verified, make_user
+
+pytestmark = pytest.mark.django_db
+
+CANARY = "Zephyrine Quillfeather-Canary"  # a legal name that must never leave the vault
+JUSTIFICATION = "Police called about an urgent threat to this person tonight."
+OUTSIDERS = ("caseworker", "other_caseworker", "coordinator", "administrator", "superuser")
+
+
+def make_case(personas, *, name=CANARY, team=None, actor=None):
+    return services.case_open(
+        actor=actor or personas.caseworker,
+        team=team or personas.team,
+        person={"legal_name": name},
+        aims=[],
+        risk="medium",
+    )
+
+
+def record_at(when, actor, action, **kwargs):
+    """An event as if written at `when` (the log is append-only: no back-dating later)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("casework.audit.timezone.now", lambda: when)
+        return audit.record(actor, action, **kwargs)
+
+
+def days_ago(days, hour, minute=0):
+    """A moment `days` ago at a local wall-clock time (in TIME_ZONE)."""
+    day = timezone.localdate() - datetime.timedelta(days=days)
+    return timezone.make_aware(datetime.datetime.combine(day, datetime.time(hour, minute)))
+
+
+def break_glass(personas):
+    """The Team A coordinator opens a Team B case; returns (case, event)."""
+    case = make_case(personas, team=personas.other_team, actor=personas.other_caseworker)
+    services.break_glass(actor=personas.coordinator, case=case, justification=JUSTIFICATION)
+    return case, AccessEvent.objects.get(action="case.break_glass")
+
+
+@pytest.fixture
+def auditor(personas):
+    return login_verified(Client(), personas.auditor)
+
+
+def csv_rows(response) -> list[list[str]]:
+    body = b"".join(response.streaming_content).decode()
+    return list(csv.reader(io.StringIO(body)))
+
+
+# --- Who may see the log ---------------------------------------------------------------------
+def audit_urls(personas):
+    _case, event = break_glass(personas)
+    return [
+        reverse("audit_log"),
+        reverse("audit_unusual"),
+        reverse("audit_export"),
+        reverse("audit_break_glass", args=[event.seq]),
+    ]
+
+
+@pytest.mark.parametrize("persona", OUTSIDERS)
+def test_it_refuses_every_audit_page_to_anyone_but_an_auditor(personas, persona):
+    client = login_verified(Client(), getattr(personas, persona))
+    for url in audit_urls(personas):
+        assert client.get(url).status_code == 403, url
+
+
+def test_it_refuses_a_superuser_without_the_auditor_role(personas):
+    assert personas.superuser.is_superuser and not personas.superuser.has_role(Role.AUDITOR)
+    client = login_verified(Client(), personas.superuser)
+    assert client.get(reverse("audit_log")).status_code == 403
+
+
+def test_it_refuses_a_deactivated_auditor(personas):
+    personas.auditor.is_active = False
+    personas.auditor.save(update_fields=["is_active"])
+    client = Client()
+    client.force_login(personas.auditor)  # a session from before the deactivation
+    assert client.get(reverse("audit_log")).status_code in (302, 403)
+
+
+def test_it_shows_every_audit_page_to_an_auditor(personas, auditor):
+    for url in audit_urls(personas):
+        assert auditor.get(url).status_code == 200, url
+
+
+def test_it_sends_anonymous_visitors_to_login(personas, client):
+    for url in audit_urls(personas):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("login"))
+
+
+def test_it_answers_post_with_405(personas, auditor):
+    for url in audit_urls(personas):
+        assert auditor.post(url).status_code == 405, url
+
+
+# --- The log ---------------------------------------------------------------------------------------
+def test_log_lists_events_newest_first_and_records_the_auditors_visit(personas, auditor):
+    case = make_case(personas)
+    audit.record(personas.caseworker, "case.viewed", case=case)
+    response = auditor.get(reverse("audit_log"))
+    rows = response.context["rows"]
+    assert [e.action for e in rows] == ["case.viewed", "case.created", "auth.login"]
+    html = response.content.decode()
+    assert case.reference in html and "caseworker" in html and "legal_name" in html
+    visit = AccessEvent.objects.order_by("-seq").first()
+    assert (visit.action, visit.actor) == ("audit.viewed", personas.auditor)
+
+
+def test_log_filters_by_person_case_action_and_dates(personas, auditor):
+    first, second = make_case(personas, name="A"), make_case(personas, name="B")
+    record_at(days_ago(10, 12), personas.coordinator, "case.viewed", case=first)
+    record_at(days_ago(3, 12), personas.coordinator, "case.viewed", case=second)
+    record_at(days_ago(1, 12), personas.coordinator, "case.updated", case=second)
+
+    def seqs(**params):
+        response = auditor.get(reverse("audit_log"), params)
+        assert response.status_code == 200
+        return [(e.action, e.case_id) for e in response.context["rows"]]
+
+    assert seqs(actor=personas.coordinator.pk) == [
+        ("case.updated", second.pk),
+        ("case.viewed", second.pk),
+        ("case.viewed", first.pk),
+    ]
+    # The reference filter is exact and ignores case.
+    assert seqs(case=first.reference.lower()) == [
+        ("case.viewed", first.pk),
+        ("case.created", first.pk),
+    ]
+    assert seqs(case=first.reference[:-1]) == []
+    assert seqs(action="case.updated") == [("case.updated", second.pk)]
+    week = {
+        "date_from": (timezone.localdate() - datetime.timedelta(days=5)).isoformat(),
+        "date_to": (timezone.localdate() - datetime.timedelta(days=2)).isoformat(),
+    }
+    assert seqs(actor=personas.coordinator.pk, **week) == [("case.viewed", second.pk)]
+
+
+def test_log_offers_only_action_codes_present_in_the_log(personas, auditor):
+    make_case(personas)
+    choices = dict(auditor.get(reverse("audit_log")).context["filters"].fields["action"].choices)
+    assert "case.created" in choices and "case.break_glass" not in choices
+
+
+def test_log_shows_an_error_and_no_rows_for_a_backwards_date_range(personas, auditor):
+    make_case(personas)
+    response = auditor.get(
+        reverse("audit_log"), {"date_from": "2026-02-01", "date_to": "2026-01-01"}
+    )
+    assert response.context["rows"] == []
+    assert "The start date is after the end date." in response.content.decode()
+
+
+def test_log_paginates_by_fifty(personas, auditor):
+    for _ in range(60):
+        audit.record(personas.caseworker, "case.listed")
+    first = auditor.get(reverse("audit_log"), {"action": "case.listed"})
+    second = auditor.get(reverse("audit_log"), {"action": "case.listed", "page": 2})
+    assert len(first.context["rows"]) == 50 and len(second.context["rows"]) == 10
+    # The page links keep the filters.
+    assert "action=case.listed&amp;page=2" in first.content.decode()
+
+
+def test_audit_pages_never_show_decrypted_case_content(personas, auditor):
+    case = make_case(personas)
+    services.case_update(actor=personas.caseworker, case=case, data={"needs": CANARY + " needs"})
+    audit.record(personas.coordinator, "case.sealed_opened", case=case)
+    _glass_case, event = break_glass(personas)
+    for url in (
+        reverse("audit_log"),
+        reverse("audit_unusual"),
+        reverse("audit_break_glass", args=[event.seq]),
+    ):
+        html = auditor.get(url).content.decode()
+        assert "Zephyrine" not in html and "Quillfeather" not in html, url
+    assert case.reference in auditor.get(reverse("audit_log")).content.decode()
+
+
+def test_log_shows_the_reference_of_a_shredded_case(personas, auditor):
+    case = make_case(personas)
+    services.case_shred(case=case)
+    response = auditor.get(reverse("audit_log"))
+    assert response.status_code == 200
+    assert case.reference in response.content.decode()
+
+
+# --- The export --------------------------------------------------------------------------------
+def test_export_streams_a_csv_of_the_filtered_log_without_case_content(personas, auditor):
+    case = make_case(personas)
+    make_case(personas, name="Other")
+    audit.record(personas.caseworker, "case.viewed", case=case, detail={"via": "list"})
+    response = auditor.get(reverse("audit_export"), {"case": case.reference})
+    assert isinstance(response, StreamingHttpResponse)
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Disposition"].startswith('attachment; filename="access-log-')
+    header, *rows = csv_rows(response)
+    assert header == [
+        "seq",
+        "at",
+        "actor",
+        "action",
+        "case_reference",
+        "object_type",
+        "object_id",
+        "fields",
+        "flagged",
+        "request_id",
+        "detail",
+    ]
+    assert [(r[2], r[3], r[4]) for r in rows] == [
+        ("caseworker", "case.viewed", case.reference),
+        ("caseworker", "case.created", case.reference),
+    ]
+    assert json.loads(rows[0][10]) == {"via": "list"}
+    assert rows[1][7] == "legal_name"
+    assert datetime.datetime.fromisoformat(rows[0][1]).tzinfo is not None
+    assert "Zephyrine" not in str(rows) and "Quillfeather" not in str(rows)
+
+
+def test_export_records_its_row_count_before_streaming_and_leaves_itself_out(personas, auditor):
+    make_case(personas)
+    make_case(personas, name="Other")
+    before = AccessEvent.objects.count()
+    response = auditor.get(reverse("audit_export"))
+    exported = AccessEvent.objects.get(action="audit.exported")
+    assert exported.actor == personas.auditor
+    assert exported.detail["rows"] == before
+    _header, *rows = csv_rows(response)
+    assert len(rows) == before
+    assert "audit.exported" not in {row[3] for row in rows}
+
+
+def test_export_neutralises_cells_a_spreadsheet_would_run(personas, auditor):
+    sneaky = make_user("@SUM(1+1)", Role.CASEWORKER)
+    audit.record(sneaky, "auth.login")
+    _header, row = csv_rows(auditor.get(reverse("audit_export"), {"actor": sneaky.pk}))
+    assert row[2] == "'@SUM(1+1)"
+
+
+# --- The unusual-access report -----------------------------------------------------------------
+def test_report_lists_break_glass_with_a_link_to_the_justification(personas, auditor):
+    case, event = break_glass(personas)
+    response = auditor.get(reverse("audit_unusual"))
+    assert [e.seq for e in response.context["report"]["break_glass"]] == [event.seq]
+    html = response.content.decode()
+    assert reverse("audit_break_glass", args=[event.seq]) in html
+    assert case.reference in html
+    assert JUSTIFICATION not in html  # only on the review page, which is logged
+
+
+def test_report_lists_sealed_openings_and_searches_outside_the_caseload(personas):
+    case = make_case(personas)
+    sealed = audit.record(personas.coordinator, "case.sealed_opened", case=case)
+    outside = audit.record(
+        personas.caseworker,
+        "case.searched",
+        detail={"by": "name", "results": 0, "outside_caseload": 2},
+    )
+    audit.record(
+        personas.caseworker,
+        "case.searched",
+        detail={"by": "name", "results": 1, "outside_caseload": 0},
+    )
+    audit.record(personas.caseworker, "case.searched", detail={"by": "reference", "results": 1})
+    report = unusual_access(timezone.now() - datetime.timedelta(days=1), timezone.now())
+    assert [e.seq for e in report["sealed"]] == [sealed.seq]
+    assert [e.seq for e in report["searches"]] == [outside.seq]
+
+
+def test_report_records_the_auditors_visit(personas, auditor):
+    auditor.get(reverse("audit_unusual"))
+    visit = AccessEvent.objects.order_by("-seq").first()
+    assert (visit.action, visit.actor) == ("audit.report_viewed", personas.auditor)
+
+
+def test_report_lists_case_work_at_night_in_the_organisations_time_zone(personas, settings):
+    settings.TIME_ZONE = "Asia/Tehran"  # UTC+03:30: night there is not night in UTC
+    case = make_case(personas)
+    tehran = zoneinfo.ZoneInfo("Asia/Tehran")
+    day = timezone.localdate() - datetime.timedelta(days=2)
+
+    def at(hour, minute):
+        return datetime.datetime.combine(day, datetime.time(hour, minute), tzinfo=tehran)
+
+    late = record_at(at(22, 30), personas.caseworker, "note.created", case=case)  # 19:00 UTC
+    early = record_at(at(5, 30), personas.caseworker, "case.viewed", case=case)  # 02:00 UTC
+    record_at(at(6, 30), personas.caseworker, "case.viewed", case=case)  # 03:00 UTC: morning
+    record_at(at(21, 59), personas.caseworker, "whereabouts.viewed", case=case)
+    record_at(at(23, 0), personas.caseworker, "auth.login")  # not case work
+    record_at(at(23, 0), None, "auth.login_failed")  # nobody
+    # The period ends before today: the case's own "case.created" is now, maybe at night.
+    report = unusual_access(at(0, 0), at(0, 0) + datetime.timedelta(days=1))
+    assert {e.seq for e in report["night"]} == {late.seq, early.seq}
+
+
+def test_report_lists_people_opening_many_cases_in_one_local_clock_hour(personas, settings):
+    settings.TIME_ZONE = "Asia/Tehran"
+    settings.PASSAGE_UNUSUAL_CASES_PER_HOUR = 2
+    cases = [make_case(personas, name=f"Case {i}") for i in range(4)]
+    tehran = zoneinfo.ZoneInfo("Asia/Tehran")
+    day = timezone.localdate() - datetime.timedelta(days=1)
+
+    def at(hour, minute):
+        return datetime.datetime.combine(day, datetime.time(hour, minute), tzinfo=tehran)
+
+    # Caseworker: three cases between 10:00 and 11:00 Tehran time (06:30-07:30 UTC).
+    for minute, case in ((5, cases[0]), (35, cases[1]), (36, cases[1]), (55, cases[2])):
+        record_at(at(10, minute), personas.caseworker, "case.viewed", case=case)
+    # Coordinator: three cases, but across two local hours (09:50 and 10:10 share a UTC hour).
+    record_at(at(9, 50), personas.coordinator, "case.viewed", case=cases[0])
+    record_at(at(10, 10), personas.coordinator, "case.sealed_opened", case=cases[1])
+    record_at(at(10, 20), personas.coordinator, "case.viewed", case=cases[2])
+    # Listing cases is not opening them.
+    record_at(at(10, 30), personas.coordinator, "case.listed", case=cases[3])
+    report = unusual_access(at(0, 0), timezone.now())
+    assert [(r["actor"], r["hour"], r["cases"]) for r in report["busy_hours"]] == [
+        ("caseworker", at(10, 0), 3)
+    ]
+    settings.PASSAGE_UNUSUAL_CASES_PER_HOUR = 3
+    assert unusual_access(at(0, 0), timezone.now())["busy_hours"] == []
+
+
+def test_report_page_shows_all_five_kinds_of_unusual_access(personas, auditor, settings):
+    settings.PASSAGE_UNUSUAL_CASES_PER_HOUR = 1
+    _glass_case, glass = break_glass(personas)
+    one, two = make_case(personas, name="One"), make_case(personas, name="Two")
+    record_at(days_ago(1, 10, 5), personas.caseworker, "case.viewed", case=one)
+    record_at(days_ago(1, 10, 10), personas.caseworker, "case.viewed", case=two)
+    sealed = record_at(days_ago(1, 12), personas.coordinator, "case.sealed_opened", case=one)
+    search = record_at(
+        days_ago(1, 12), personas.caseworker, "case.searched", detail={"outside_caseload": 3}
+    )
+    night = record_at(days_ago(1, 23), personas.caseworker, "note.created", case=two)
+    response = auditor.get(reverse("audit_unusual"))
+    report = response.context["report"]
+    [busy] = report["busy_hours"]
+    assert (busy["actor"], busy["cases"], busy["hour"]) == ("caseworker", 2, days_ago(1, 10))
+    assert glass in report["break_glass"] and sealed in report["sealed"]
+    assert search in report["searches"] and night in report["night"]
+    html = response.content.decode()
+    assert days_ago(1, 10).strftime("%Y-%m-%d %H:%M") in html
+    for event in (glass, sealed, search, night):
+        assert f'<th scope="row" class="text-end">{event.seq}</th>' in html
+    assert "style=" not in html and html.count("<script") == html.count("nonce=")
+
+
+def test_report_covers_the_last_seven_days_unless_a_period_is_chosen(personas, auditor):
+    case = make_case(personas)
+    old = record_at(days_ago(10, 12), personas.coordinator, "case.sealed_opened", case=case)
+    recent = record_at(days_ago(2, 12), personas.coordinator, "case.sealed_opened", case=case)
+    default = auditor.get(reverse("audit_unusual")).context["report"]["sealed"]
+    assert [e.seq for e in default] == [recent.seq]
+    chosen = auditor.get(
+        reverse("audit_unusual"),
+        {
+            "date_from": (timezone.localdate() - datetime.timedelta(days=11)).isoformat(),
+            "date_to": (timezone.localdate() - datetime.timedelta(days=9)).isoformat(),
+        },
+    )
+    assert [e.seq for e in chosen.context["report"]["sealed"]] == [old.seq]
+
+
+# --- Break-glass review --------------------------------------------------------------------------
+def test_break_glass_review_shows_the_justification_and_is_logged(personas, auditor):
+    case, event = break_glass(personas)
+    response = auditor.get(reverse("audit_break_glass", args=[event.seq]))
+    html = response.content.decode()
+    assert JUSTIFICATION in html
+    assert case.reference in html and "coordinator" in html
+    review = AccessEvent.objects.order_by("-seq").first()
+    assert (review.action, review.actor, review.case) == (
+        "audit.break_glass_reviewed",
+        personas.auditor,
+        case,
+    )
+    assert review.detail == {"event": event.seq}
+    assert JUSTIFICATION not in json.dumps(review.detail)
+
+
+def test_break_glass_review_is_404_for_other_events_and_unknown_numbers(personas, auditor):
+    make_case(personas)
+    created = AccessEvent.objects.get(action="case.created")
+    assert auditor.get(reverse("audit_break_glass", args=[created.seq])).status_code == 404
+    assert auditor.get(reverse("audit_break_glass", args=[99999])).status_code == 404
+
+
+def test_break_glass_review_of_a_shredded_case_says_so(personas, auditor):
+    case, event = break_glass(personas)
+    services.case_shred(case=case)
+    response = auditor.get(reverse("audit_break_glass", args=[event.seq]))
+    assert response.status_code == 200
+    assert "No longer readable" in response.content.decode()
+    assert JUSTIFICATION not in response.content.decode()
+
+
+# --- Queries stay flat ---------------------------------------------------------------------------
+def add_events(personas, auditor, n):
+    auditor.get(reverse("home"))  # the session's first request writes its last-seen time
+    case = make_case(personas)
+    for _ in range(n):
+        audit.record(personas.coordinator, "case.sealed_opened", case=case)
+        audit.record(personas.caseworker, "case.searched", detail={"outside_caseload": 1})
+
+
+# Writing one event: savepoint, the last row, insert, release (and, on PostgreSQL, the
+# advisory lock first).
+WRITE_EVENT = 4 + (connection.vendor == "postgresql")
+# A verified request costs, before the view: the session, the user, the OTP device.
+# The view: the user's roles, the distinct action codes for the filter, the page count,
+# the page's rows (actor and case joined), writing audit.viewed, and the staff for the
+# person filter (while rendering).
+LOG_QUERIES = 3 + 4 + WRITE_EVENT + 1
+
+
+@pytest.mark.parametrize("n", [5, 50])
+def test_log_page_queries_stay_flat(personas, auditor, django_assert_num_queries, n):
+    add_events(personas, auditor, n)
+    with django_assert_num_queries(LOG_QUERIES):
+        response = auditor.get(reverse("audit_log"))
+    assert len(response.context["rows"]) == min(50, 2 * n + 2)  # and the case, the login
+
+
+# Before the view: session, user, OTP device. The view: the user's roles, the period's
+# candidate events (actor and case joined), writing audit.report_viewed.
+REPORT_QUERIES = 3 + 2 + WRITE_EVENT
+
+
+@pytest.mark.parametrize("n", [5, 50])
+def test_report_queries_stay_flat(personas, auditor, django_assert_num_queries, n):
+    add_events(personas, auditor, n)
+    with django_assert_num_queries(REPORT_QUERIES):
+        response = auditor.get(reverse("audit_unusual"))
+    assert len(response.context["report"]["sealed"]) == n
+
+
+# --- The chain ------------------------------------------------------------------------------------
+def test_verify_audit_passes_on_an_intact_chain(personas):
+    make_case(personas)
+    audit.record(personas.caseworker, "case.viewed")
+    out = io.StringIO()
+    call_command("verify_audit", stdout=out)
+    assert out.getvalue().strip() == f"OK: {AccessEvent.objects.count()} events, chain intact."
+
+
+def tamper(seq, action="case.nothing_to_see"):
+    audit.drop_triggers(connection)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {audit.TABLE} SET action = %s WHERE seq = %s", [action, seq])
+    finally:
+        audit.install_triggers(connection)
+
+
+def test_verify_audit_names_the_first_tampered_event(personas):
+    for name in ("One", "Two", "Three"):
+        make_case(personas, name=name)
+    target = AccessEvent.objects.get(action="case.created", case__isnull=False, seq=2)
+    tamper(target.seq)
+    with pytest.raises(CommandError) as failure:
+        call_command("verify_audit")
+    assert str(failure.value) == "BROKEN at event #2 (1 events before it verified)."
+
+
+def test_verify_audit_exits_with_status_1_and_says_so_on_stderr(personas, capsys):
+    for name in ("One", "Two", "Three"):
+        make_case(personas, name=name)
+    tamper(3)
+    with pytest.raises(SystemExit) as exit_:
+        execute_from_command_line(["manage.py", "verify_audit"])
+    assert exit_.value.code == 1
+    assert "BROKEN at event #3 (2 events before it verified)." in capsys.readouterr().err
+
+
+def test_the_database_refuses_update_and_delete_of_events(personas):
+    make_case(personas)
+    event = AccessEvent.objects.get()
+    for sql, params in (
+        (f"UPDATE {audit.TABLE} SET action = %s WHERE seq = %s", ["x", event.seq]),
+        (f"DELETE FROM {audit.TABLE} WHERE seq = %s", [event.seq]),
+    ):
+        with pytest.raises(Error), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, params)
+    assert AccessEvent.objects.get().action == "case.created"
+    assert audit.verify() == (1, None)
+
+
+def test_the_orm_cannot_delete_events_either(personas):
+    make_case(personas)
+    with pytest.raises(Error), transaction.atomic():
+        AccessEvent.objects.all().delete()
+    assert AccessEvent.objects.count() == 1
