@@ -83,6 +83,20 @@ def case_workers(case):
     """Users with an explicit grant to work on the case (its caseworkers)."""
     from guardian.shortcuts import get_users_with_perms
 
-    users = get_users_with_perms(case, only_with_perms_in=[CHANGE], with_superusers=False,
-                                 with_group_users=False)
+    users = get_users_with_perms(
+        case, only_with_perms_in=[CHANGE], with_superusers=False, with_group_users=False
+    )
     return users.filter(groups__name=Role.CASEWORKER, is_active=True).distinct()
+
+
+def get_task_for_user(request, task_pk, perm: str = VIEW):
+    """A task, through its case: the same 404 for no such task and no access."""
+    from .models import Task
+
+    case_id = Task.objects.filter(pk=task_pk).values_list("case_id", flat=True).first()
+    if case_id is None:
+        raise Http404
+    case = get_case_for_user(request, case_id, perm)
+    task = Task.objects.select_related("assignee", "team").get(pk=task_pk)
+    task.case = case  # the checked case, with its data key loaded
+    return task

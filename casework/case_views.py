@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
-from . import access, audit, services, vault
+from . import access, audit, queues, services, vault
 from .access import get_case_for_user
 from .forms import (
     BreakGlassForm,
@@ -27,6 +27,7 @@ from .forms import (
     ReasonForm,
     RevokeForm,
     StageForm,
+    TaskForm,
     WhereaboutsForm,
 )
 from .models import (
@@ -36,6 +37,7 @@ from .models import (
     Note,
     Role,
     Stage,
+    TaskTemplate,
     Team,
     User,
     Whereabouts,
@@ -82,19 +84,32 @@ def case_list(request):
     for case in rows:
         case.workers = workers.get(case.pk, [])
     if rows:
-        audit.record(request.user, "case.listed", request=request,
-                     detail={"cases": [str(c.pk) for c in rows]})
-    return render(request, "casework/case_list.html", {
-        "page": page, "rows": rows, "filters": filters, "search_form": CaseSearchForm(),
-        "found": found is not None, "query_string": _query_without_page(request),
-    })
+        audit.record(
+            request.user,
+            "case.listed",
+            request=request,
+            detail={"cases": [str(c.pk) for c in rows]},
+        )
+    return render(
+        request,
+        "casework/case_list.html",
+        {
+            "page": page,
+            "rows": rows,
+            "filters": filters,
+            "search_form": CaseSearchForm(),
+            "found": found is not None,
+            "query_string": _query_without_page(request),
+        },
+    )
 
 
 def _caseworkers_by_case(cases) -> dict:
     """The caseworkers of each case on a page, in one query."""
     grants = (
         CaseUserObjectPermission.objects.filter(
-            content_object__in=[c.pk for c in cases], permission__codename=access.CHANGE,
+            content_object__in=[c.pk for c in cases],
+            permission__codename=access.CHANGE,
             user__groups__name=Role.CASEWORKER,
         )
         .select_related("user")
@@ -142,15 +157,22 @@ def case_search(request):
             "results": len(ids),
             "outside_caseload": len(outside),
         }
-    audit.record(request.user, "case.searched", request=request, detail=detail,
-                 flagged=bool(detail.get("outside_caseload")))
+    audit.record(
+        request.user,
+        "case.searched",
+        request=request,
+        detail=detail,
+        flagged=bool(detail.get("outside_caseload")),
+    )
     token = secrets.token_urlsafe(8)
     searches = request.session.get(SEARCH_SESSION_KEY, {})
     searches = dict(list(searches.items())[-9:])  # keep the last ten
     searches[token] = [str(pk) for pk in ids]
     request.session[SEARCH_SESSION_KEY] = searches
     if not ids:
-        messages.info(request, _("No case you can see matches. Check the spelling or try one name."))
+        messages.info(
+            request, _("No case you can see matches. Check the spelling or try one name.")
+        )
     return redirect(f"{request.build_absolute_uri('/cases/')}?found={token}")
 
 
@@ -161,8 +183,14 @@ def case_new(request):
     form = CaseForm(request.POST or None, teams=teams)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        case = services.case_open(actor=request.user, team=data["team"], person=form.person(),
-                                  aims=data["aims"], risk=data["risk"], request=request)
+        case = services.case_open(
+            actor=request.user,
+            team=data["team"],
+            person=form.person(),
+            aims=data["aims"],
+            risk=data["risk"],
+            request=request,
+        )
         messages.success(request, _("Case %(ref)s opened.") % {"ref": case.reference})
         return redirect("case_detail", pk=case.pk)
     return render(request, "casework/case_form.html", {"form": form, "case": None})
@@ -196,6 +224,9 @@ def case_detail(request, pk):
         "stage_history": case.stage_changes.select_related("changed_by"),
         "workers": access.case_workers(case),
         "restricted_ok": restricted_ok,
+        "tasks": case.tasks.select_related("assignee").order_by("status", "due_on")[:100],
+        "task_form": TaskForm(assignees=queues.assignable_users(case)),
+        "task_templates": TaskTemplate.objects.filter(active=True),
     }
     return render(request, "casework/case_detail.html", context)
 
@@ -216,13 +247,13 @@ def case_edit(request, pk):
         changes = {**form.person(), "aims": data["aims"], "risk": data["risk"]}
         if access.is_coordinator_of(request.user, case):
             changes["team"] = data["team"]
-        changed = services.case_update(actor=request.user, case=case, data=changes,
-                                       request=request)
+        changed = services.case_update(actor=request.user, case=case, data=changes, request=request)
         messages.success(request, _("Saved.") if changed else _("Nothing was changed."))
         return redirect("case_detail", pk=case.pk)
     if request.method == "GET":
-        audit.record(request.user, "case.viewed", case=case, request=request,
-                     detail={"page": "edit"})
+        audit.record(
+            request.user, "case.viewed", case=case, request=request, detail={"page": "edit"}
+        )
     return render(request, "casework/case_form.html", {"form": form, "case": case})
 
 
@@ -233,8 +264,9 @@ def case_stage(request, pk):
         return HttpResponseNotAllowed(["POST"])
     form = StageForm(request.POST)
     if form.is_valid():
-        services.case_change_stage(actor=request.user, case=case,
-                                   stage=form.cleaned_data["stage"], request=request)
+        services.case_change_stage(
+            actor=request.user, case=case, stage=form.cleaned_data["stage"], request=request
+        )
         messages.success(request, _("Stage changed."))
     else:
         messages.error(request, _("Choose one of the stages in the list."))
@@ -257,8 +289,9 @@ def case_reopen(request, pk):
     if request.method != "POST":  # after the case check: outsiders see 404, not 405
         return HttpResponseNotAllowed(["POST"])
     if case.stage == Stage.CLOSED:
-        services.case_change_stage(actor=request.user, case=case, stage=Stage.INTAKE,
-                                   request=request)
+        services.case_change_stage(
+            actor=request.user, case=case, stage=Stage.INTAKE, request=request
+        )
         messages.success(request, _("Case reopened at intake."))
     return redirect("case_detail", pk=case.pk)
 
@@ -270,9 +303,14 @@ def note_add(request, pk):
         return HttpResponseNotAllowed(["POST"])
     form = NoteForm(request.POST, request.FILES)
     if form.is_valid():
-        services.note_add(actor=request.user, case=case, body=form.cleaned_data["body"],
-                          restricted=form.cleaned_data["restricted"],
-                          upload=form.cleaned_data.get("attachment"), request=request)
+        services.note_add(
+            actor=request.user,
+            case=case,
+            body=form.cleaned_data["body"],
+            restricted=form.cleaned_data["restricted"],
+            upload=form.cleaned_data.get("attachment"),
+            request=request,
+        )
         messages.success(request, _("Note added."))
         return redirect("case_detail", pk=case.pk)
     for errors in form.errors.values():
@@ -310,13 +348,23 @@ def whereabouts(request, pk):
     case = get_case_for_user(request, pk, access.WHEREABOUTS)
     form = ReasonForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        place = services.whereabouts_view(actor=request.user, case=case,
-                                          reason=form.cleaned_data["reason"], request=request)
-        return render(request, "casework/whereabouts.html", {
-            "case": case, "place": place, "edit_form": WhereaboutsForm(initial={
-                name: getattr(place, name) for name in Whereabouts.FIELDS} if place else None),
-            "can_change": access.can(request.user, access.CHANGE, case),
-        })
+        place = services.whereabouts_view(
+            actor=request.user, case=case, reason=form.cleaned_data["reason"], request=request
+        )
+        return render(
+            request,
+            "casework/whereabouts.html",
+            {
+                "case": case,
+                "place": place,
+                "edit_form": WhereaboutsForm(
+                    initial={name: getattr(place, name) for name in Whereabouts.FIELDS}
+                    if place
+                    else None
+                ),
+                "can_change": access.can(request.user, access.CHANGE, case),
+            },
+        )
     return render(request, "casework/whereabouts_reason.html", {"case": case, "form": form})
 
 
@@ -330,13 +378,22 @@ def whereabouts_edit(request, pk):
         raise Http404
     form = WhereaboutsForm(request.POST)
     if form.is_valid():
-        services.whereabouts_save(actor=request.user, case=case, data=form.cleaned_data,
-                                  request=request)
+        services.whereabouts_save(
+            actor=request.user, case=case, data=form.cleaned_data, request=request
+        )
         messages.success(request, _("Whereabouts saved."))
         return redirect("case_detail", pk=case.pk)
-    return render(request, "casework/whereabouts.html", {
-        "case": case, "place": None, "edit_form": form, "can_change": True,
-    }, status=400)
+    return render(
+        request,
+        "casework/whereabouts.html",
+        {
+            "case": case,
+            "place": None,
+            "edit_form": form,
+            "can_change": True,
+        },
+        status=400,
+    )
 
 
 @login_required
@@ -348,8 +405,13 @@ def case_access(request, pk):
     form = GrantForm(request.POST or None, users=users)
     if request.method == "POST" and form.is_valid():
         try:
-            services.access_grant(actor=request.user, case=case, user=form.cleaned_data["user"],
-                                  level=form.cleaned_data["level"], request=request)
+            services.access_grant(
+                actor=request.user,
+                case=case,
+                user=form.cleaned_data["user"],
+                level=form.cleaned_data["level"],
+                request=request,
+            )
         except ValidationError as exc:
             form.add_error("user", exc)
         else:
@@ -357,14 +419,21 @@ def case_access(request, pk):
             return redirect("case_access", pk=case.pk)
     grants = (
         CaseUserObjectPermission.objects.filter(content_object=case)
-        .select_related("user", "permission").order_by("user__username")
+        .select_related("user", "permission")
+        .order_by("user__username")
     )
     by_user = {}
     for grant in grants:
         by_user.setdefault(grant.user, set()).add(grant.permission.codename)
-    return render(request, "casework/case_access.html", {
-        "case": case, "form": form, "grants": sorted(by_user.items(), key=lambda i: i[0].username),
-    })
+    return render(
+        request,
+        "casework/case_access.html",
+        {
+            "case": case,
+            "form": form,
+            "grants": sorted(by_user.items(), key=lambda i: i[0].username),
+        },
+    )
 
 
 @login_required
@@ -376,8 +445,13 @@ def case_revoke(request, pk):
         raise PermissionDenied
     form = RevokeForm(request.POST)
     if form.is_valid():
-        services.access_revoke(actor=request.user, case=case, user=form.cleaned_data["user"],
-                               level=form.cleaned_data["level"], request=request)
+        services.access_revoke(
+            actor=request.user,
+            case=case,
+            user=form.cleaned_data["user"],
+            level=form.cleaned_data["level"],
+            request=request,
+        )
         messages.success(request, _("Access revoked. It takes effect at once."))
     return redirect("case_access", pk=case.pk)
 
@@ -406,9 +480,12 @@ def break_glass(request):
         if case is None:
             form.add_error("reference", _("There is no case with this reference."))
         else:
-            services.break_glass(actor=request.user, case=case,
-                                 justification=form.cleaned_data["justification"],
-                                 request=request)
+            services.break_glass(
+                actor=request.user,
+                case=case,
+                justification=form.cleaned_data["justification"],
+                request=request,
+            )
             messages.warning(request, _("Break-glass access for one hour. This is logged."))
             return redirect("case_detail", pk=case.pk)
     return render(request, "casework/break_glass.html", {"form": form})

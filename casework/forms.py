@@ -3,7 +3,19 @@ from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.utils.translation import gettext_lazy as _
 
-from .models import Aim, Risk, Stage, Team, User
+from .models import (
+    Aim,
+    Priority,
+    Risk,
+    Stage,
+    Task,
+    TaskAim,
+    TaskStatus,
+    TaskTemplate,
+    TaskTemplateItem,
+    Team,
+    User,
+)
 
 
 class LoginForm(AuthenticationForm):
@@ -61,31 +73,64 @@ class CaseForm(forms.Form):
 
     legal_name = forms.CharField(label=_("Legal name"), max_length=NAME_LIMIT)
     other_names = NamesField(
-        label=_("Other names and aliases"), required=False, max_length=NAME_LIMIT * 30,
-        help_text=_("One per line: names used inside the group, earlier names, spellings in other scripts."),
+        label=_("Other names and aliases"),
+        required=False,
+        max_length=NAME_LIMIT * 30,
+        help_text=_(
+            "One per line: names used inside the group, earlier names, spellings in other scripts."
+        ),
     )
-    birth_date = forms.DateField(label=_("Date of birth"), required=False,
-                                 widget=forms.DateInput(attrs={"type": "date"}))
-    birth_year = forms.IntegerField(label=_("Or approximate year of birth"), required=False,
-                                    min_value=1900, max_value=2100)
+    birth_date = forms.DateField(
+        label=_("Date of birth"), required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    birth_year = forms.IntegerField(
+        label=_("Or approximate year of birth"), required=False, min_value=1900, max_value=2100
+    )
     gender = forms.CharField(label=_("Gender"), max_length=60, required=False)
     nationalities = forms.CharField(label=_("Nationalities"), max_length=200, required=False)
     languages = forms.CharField(label=_("Languages"), max_length=200, required=False)
-    left_on = forms.DateField(label=_("Date they left the group"), required=False,
-                              widget=forms.DateInput(attrs={"type": "date"}))
-    circumstances = forms.CharField(label=_("Circumstances"), required=False,
-                                    max_length=TEXT_LIMIT, widget=forms.Textarea(attrs={"rows": 4}))
-    needs = forms.CharField(label=_("Needs"), required=False, max_length=TEXT_LIMIT,
-                            widget=forms.Textarea(attrs={"rows": 3}))
-    safety_notes = forms.CharField(label=_("Safety notes"), required=False, max_length=TEXT_LIMIT,
-                                   widget=forms.Textarea(attrs={"rows": 3}))
+    left_on = forms.DateField(
+        label=_("Date they left the group"),
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    circumstances = forms.CharField(
+        label=_("Circumstances"),
+        required=False,
+        max_length=TEXT_LIMIT,
+        widget=forms.Textarea(attrs={"rows": 4}),
+    )
+    needs = forms.CharField(
+        label=_("Needs"),
+        required=False,
+        max_length=TEXT_LIMIT,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+    safety_notes = forms.CharField(
+        label=_("Safety notes"),
+        required=False,
+        max_length=TEXT_LIMIT,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
     team = forms.ModelChoiceField(label=_("Team"), queryset=Team.objects.none())
-    aims = forms.MultipleChoiceField(label=_("Aims"), choices=Aim.choices, required=False,
-                                     widget=forms.CheckboxSelectMultiple)
+    aims = forms.MultipleChoiceField(
+        label=_("Aims"), choices=Aim.choices, required=False, widget=forms.CheckboxSelectMultiple
+    )
     risk = forms.ChoiceField(label=_("Risk level"), choices=Risk.choices, initial=Risk.MEDIUM)
 
-    PERSON = ["legal_name", "other_names", "birth_date", "birth_year", "gender", "nationalities",
-              "languages", "left_on", "circumstances", "needs", "safety_notes"]
+    PERSON = [
+        "legal_name",
+        "other_names",
+        "birth_date",
+        "birth_year",
+        "gender",
+        "nationalities",
+        "languages",
+        "left_on",
+        "circumstances",
+        "needs",
+        "safety_notes",
+    ]
 
     def __init__(self, *args, teams=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -100,20 +145,28 @@ class CaseForm(forms.Form):
     def person(self) -> dict:
         data = self.cleaned_data
         person = {name: data.get(name) for name in self.PERSON}
-        for name in ("gender", "nationalities", "languages", "circumstances", "needs",
-                     "safety_notes"):
+        for name in (
+            "gender",
+            "nationalities",
+            "languages",
+            "circumstances",
+            "needs",
+            "safety_notes",
+        ):
             person[name] = person[name] or ""
         return person
 
 
 class StageForm(forms.Form):
-    stage = forms.ChoiceField(label=_("Stage"), choices=[c for c in Stage.choices
-                                                         if c[0] != Stage.CLOSED])
+    stage = forms.ChoiceField(
+        label=_("Stage"), choices=[c for c in Stage.choices if c[0] != Stage.CLOSED]
+    )
 
 
 class NoteForm(forms.Form):
-    body = forms.CharField(label=_("New note"), max_length=TEXT_LIMIT,
-                           widget=forms.Textarea(attrs={"rows": 3}))
+    body = forms.CharField(
+        label=_("New note"), max_length=TEXT_LIMIT, widget=forms.Textarea(attrs={"rows": 3})
+    )
     restricted = forms.BooleanField(
         label=_("Restricted: only the case's caseworkers and its coordinators"), required=False
     )
@@ -132,14 +185,21 @@ class NoteForm(forms.Form):
 class WhereaboutsForm(forms.Form):
     country = forms.CharField(label=_("Country"), max_length=100, required=False)
     city = forms.CharField(label=_("City"), max_length=100, required=False)
-    address = forms.CharField(label=_("Address"), max_length=1000, required=False,
-                              widget=forms.Textarea(attrs={"rows": 2}))
+    address = forms.CharField(
+        label=_("Address"),
+        max_length=1000,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
     phone = forms.CharField(label=_("Phone"), max_length=60, required=False)
     email = forms.EmailField(label=_("E-mail"), required=False)
-    safe_contact = forms.CharField(label=_("Safe-contact instructions"), max_length=2000,
-                                   required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    code_word = forms.CharField(label=_("Code word for call-backs"), max_length=100,
-                                required=False)
+    safe_contact = forms.CharField(
+        label=_("Safe-contact instructions"),
+        max_length=2000,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+    code_word = forms.CharField(label=_("Code word for call-backs"), max_length=100, required=False)
 
 
 class ReasonForm(forms.Form):
@@ -150,8 +210,9 @@ class ReasonForm(forms.Form):
         ("meeting", _("To prepare an agreed meeting")),
         ("emergency", _("An emergency")),
     ]
-    reason = forms.ChoiceField(label=_("Why do you need the whereabouts now?"), choices=REASONS,
-                               widget=forms.RadioSelect)
+    reason = forms.ChoiceField(
+        label=_("Why do you need the whereabouts now?"), choices=REASONS, widget=forms.RadioSelect
+    )
 
 
 class GrantForm(forms.Form):
@@ -170,17 +231,23 @@ class GrantForm(forms.Form):
 
 class RevokeForm(forms.Form):
     user = forms.ModelChoiceField(queryset=User.objects.all())
-    level = forms.ChoiceField(choices=[("view", "view"), ("work", "work"),
-                                       ("whereabouts", "whereabouts")])
+    level = forms.ChoiceField(
+        choices=[("view", "view"), ("work", "work"), ("whereabouts", "whereabouts")]
+    )
 
 
 class BreakGlassForm(forms.Form):
-    reference = forms.CharField(label=_("Case reference"), max_length=20,
-                                help_text=_("For example P-2026-0042."))
+    reference = forms.CharField(
+        label=_("Case reference"), max_length=20, help_text=_("For example P-2026-0042.")
+    )
     justification = forms.CharField(
-        label=_("Why must you open this case now?"), min_length=20, max_length=2000,
+        label=_("Why must you open this case now?"),
+        min_length=20,
+        max_length=2000,
         widget=forms.Textarea(attrs={"rows": 3}),
-        help_text=_("Auditors read this. Access lasts one hour and the team's coordinators are told."),
+        help_text=_(
+            "Auditors read this. Access lasts one hour and the team's coordinators are told."
+        ),
     )
 
     def clean_reference(self):
@@ -188,22 +255,140 @@ class BreakGlassForm(forms.Form):
 
 
 class CaseFilterForm(forms.Form):
-    stage = forms.ChoiceField(label=_("Stage"), required=False,
-                              choices=[("", _("Any stage")), *Stage.choices])
-    risk = forms.ChoiceField(label=_("Risk"), required=False,
-                             choices=[("", _("Any risk")), *Risk.choices])
-    team = forms.ModelChoiceField(label=_("Team"), required=False, queryset=Team.objects.none(),
-                                  empty_label=_("Any team"))
-    assignee = forms.ModelChoiceField(label=_("Caseworker"), required=False,
-                                      queryset=User.objects.none(), empty_label=_("Anyone"))
+    stage = forms.ChoiceField(
+        label=_("Stage"), required=False, choices=[("", _("Any stage")), *Stage.choices]
+    )
+    risk = forms.ChoiceField(
+        label=_("Risk"), required=False, choices=[("", _("Any risk")), *Risk.choices]
+    )
+    team = forms.ModelChoiceField(
+        label=_("Team"), required=False, queryset=Team.objects.none(), empty_label=_("Any team")
+    )
+    assignee = forms.ModelChoiceField(
+        label=_("Caseworker"), required=False, queryset=User.objects.none(), empty_label=_("Anyone")
+    )
 
     def __init__(self, *args, teams=None, assignees=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["team"].queryset = teams if teams is not None else Team.objects.none()
-        self.fields["assignee"].queryset = assignees if assignees is not None else User.objects.none()
+        self.fields["assignee"].queryset = (
+            assignees if assignees is not None else User.objects.none()
+        )
         for field in self.fields.values():
             field.widget.attrs["class"] = "form-select form-select-sm"
 
 
 class CaseSearchForm(forms.Form):
     q = forms.CharField(label=_("Reference or name"), max_length=200)
+
+
+# --- Tasks -------------------------------------------------------------------------------------
+class TaskForm(forms.Form):
+    title = forms.CharField(label=_("Task"), max_length=200)
+    details = forms.CharField(
+        label=_("Details"),
+        required=False,
+        max_length=TEXT_LIMIT,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+    aim = forms.ChoiceField(label=_("Aim"), choices=TaskAim.choices, initial=TaskAim.SUPPORT)
+    priority = forms.TypedChoiceField(
+        label=_("Priority"), choices=Priority.choices, coerce=int, initial=Priority.NORMAL
+    )
+    due_on = forms.DateField(
+        label=_("Due"), required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    assignee = forms.ModelChoiceField(
+        label=_("Assign to"),
+        required=False,
+        queryset=User.objects.none(),
+        empty_label=_("Nobody yet"),
+    )
+    grant_access = forms.BooleanField(
+        label=_("If they cannot see the case yet, grant them access with this assignment"),
+        required=False,
+    )
+
+    def __init__(self, *args, assignees=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["assignee"].queryset = (
+            assignees if assignees is not None else User.objects.none()
+        )
+
+
+class TaskStatusForm(forms.Form):
+    status = forms.ChoiceField(label=_("Status"), choices=TaskStatus.choices)
+
+
+class TaskCommentForm(forms.Form):
+    comment = forms.CharField(
+        label=_("Comment"), max_length=TEXT_LIMIT, widget=forms.Textarea(attrs={"rows": 2})
+    )
+
+
+class AssignForm(forms.Form):
+    assignee = forms.ModelChoiceField(
+        label=_("Assign to"),
+        queryset=User.objects.none(),
+        required=False,
+        empty_label=_("Nobody (back to the team queue)"),
+    )
+    grant_access = forms.BooleanField(
+        label=_("If they cannot see the case yet, grant them access with this assignment"),
+        required=False,
+    )
+
+    def __init__(self, *args, assignees=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["assignee"].queryset = (
+            assignees if assignees is not None else User.objects.none()
+        )
+
+
+class BulkAssignForm(AssignForm):
+    tasks = forms.ModelMultipleChoiceField(queryset=Task.objects.none())
+
+    def __init__(self, *args, tasks=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["tasks"].queryset = tasks if tasks is not None else Task.objects.none()
+
+
+class BoardFilterForm(forms.Form):
+    DUE = [
+        ("", _("Any due date")),
+        ("overdue", _("Overdue")),
+        ("week", _("Due within a week")),
+        ("later", _("Due later")),
+        ("none", _("No due date")),
+    ]
+    aim = forms.ChoiceField(
+        label=_("Aim"), required=False, choices=[("", _("Any aim")), *TaskAim.choices]
+    )
+    priority = forms.TypedChoiceField(
+        label=_("Priority"),
+        required=False,
+        coerce=int,
+        empty_value=None,
+        choices=[("", _("Any priority")), *Priority.choices],
+    )
+    due = forms.ChoiceField(label=_("Due"), required=False, choices=DUE)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            field.widget.attrs["class"] = "form-select form-select-sm"
+
+
+class TaskTemplateForm(forms.ModelForm):
+    class Meta:
+        model = TaskTemplate
+        fields = ["name", "aim", "active"]
+
+
+TemplateItemFormSet = forms.inlineformset_factory(
+    TaskTemplate,
+    TaskTemplateItem,
+    fields=["title", "priority", "due_in_days", "position"],
+    extra=2,
+    can_delete=True,
+)

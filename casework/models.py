@@ -306,26 +306,32 @@ class Case(vault.DataKeyOwner, vault.VaultModel):
     vault_purpose = "case"
 
     reference = models.CharField(_("reference"), max_length=20, unique=True, editable=False)
-    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="cases",
-                             verbose_name=_("team"))
-    stage = models.CharField(_("stage"), max_length=20, choices=Stage.choices,
-                             default=Stage.INTAKE, db_index=True)
+    team = models.ForeignKey(
+        Team, on_delete=models.PROTECT, related_name="cases", verbose_name=_("team")
+    )
+    stage = models.CharField(
+        _("stage"), max_length=20, choices=Stage.choices, default=Stage.INTAKE, db_index=True
+    )
     aims = models.JSONField(_("aims"), default=list, blank=True)
-    risk = models.CharField(_("risk level"), max_length=10, choices=Risk.choices,
-                            default=Risk.MEDIUM, db_index=True)
+    risk = models.CharField(
+        _("risk level"), max_length=10, choices=Risk.choices, default=Risk.MEDIUM, db_index=True
+    )
     sealed = models.BooleanField(_("sealed"), default=False)
     opened_on = models.DateField(_("opened"), default=timezone.localdate)
     closed_on = models.DateField(_("closed"), null=True, blank=True)
     retention_until = models.DateField(null=True, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True,
-                                   on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     # The person, encrypted.
     legal_name = vault.EncryptedCharField(_("legal name"), max_length=200)
     other_names = vault.EncryptedJSONField(
         _("other names and aliases"),
-        help_text=_("One per line: names used inside the group, earlier names, spellings in other scripts."),
+        help_text=_(
+            "One per line: names used inside the group, earlier names, spellings in other scripts."
+        ),
     )
     birth_date = vault.EncryptedDateField(_("date of birth"))
     birth_year = vault.EncryptedJSONField(_("approximate year of birth"))
@@ -339,9 +345,19 @@ class Case(vault.DataKeyOwner, vault.VaultModel):
 
     blind_indexes = [vault.BlindIndex("case.names", ("legal_name", "other_names"), rows=1_000_000)]
 
-    PERSON_FIELDS = ["legal_name", "other_names", "birth_date", "birth_year", "gender",
-                     "nationalities", "languages", "left_on", "circumstances", "needs",
-                     "safety_notes"]
+    PERSON_FIELDS = [
+        "legal_name",
+        "other_names",
+        "birth_date",
+        "birth_year",
+        "gender",
+        "nationalities",
+        "languages",
+        "left_on",
+        "circumstances",
+        "needs",
+        "safety_notes",
+    ]
 
     class Meta:
         default_permissions = ()  # no model-wide rights: access is per case only
@@ -374,8 +390,9 @@ class StageChange(models.Model):
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="stage_changes")
     from_stage = models.CharField(max_length=20, choices=Stage.choices, blank=True)
     to_stage = models.CharField(max_length=20, choices=Stage.choices)
-    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True,
-                                   on_delete=models.SET_NULL, related_name="+")
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     changed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -400,8 +417,9 @@ class Whereabouts(vault.VaultModel):
     safe_contact = vault.EncryptedTextField(_("safe-contact instructions"))
     code_word = vault.EncryptedCharField(_("code word for call-backs"), max_length=100)
     updated_at = models.DateTimeField(auto_now=True)
-    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True,
-                                   on_delete=models.SET_NULL, related_name="+")
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     FIELDS = ["country", "city", "address", "phone", "email", "safe_contact", "code_word"]
 
@@ -423,8 +441,9 @@ class Note(vault.VaultModel):
     vault_owner = "case"
 
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="notes")
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True,
-                               on_delete=models.SET_NULL, related_name="+")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     restricted = models.BooleanField(_("restricted"), default=False)
     body = vault.EncryptedTextField(_("note"))
@@ -453,8 +472,9 @@ class Attachment(vault.VaultModel):
     size = models.PositiveIntegerField()
     filename = vault.EncryptedCharField(max_length=255)
     content_type = vault.EncryptedCharField(max_length=100)
-    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True,
-                                    on_delete=models.SET_NULL, related_name="+")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -470,8 +490,7 @@ class BreakGlass(vault.VaultModel):
     vault_owner = "case"
 
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="break_glass")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
-                             related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     justification = vault.EncryptedTextField()
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
@@ -503,12 +522,23 @@ class AccessEvent(models.Model):
 
     seq = models.BigIntegerField(primary_key=True)
     at = models.DateTimeField(db_index=True)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                              on_delete=models.DO_NOTHING, db_constraint=False,
-                              related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
     action = models.CharField(max_length=60, db_index=True)
-    case = models.ForeignKey(Case, null=True, blank=True, on_delete=models.DO_NOTHING,
-                             db_constraint=False, related_name="+")
+    case = models.ForeignKey(
+        Case,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
     object_type = models.CharField(max_length=40, blank=True)
     object_id = models.CharField(max_length=64, blank=True)
     # Names of changed fields and codes only: never decrypted content.
@@ -522,8 +552,169 @@ class AccessEvent(models.Model):
     class Meta:
         ordering = ["-seq"]
         default_permissions = ()
-        indexes = [models.Index(fields=["actor", "at"], name="event_actor_at"),
-                   models.Index(fields=["case", "at"], name="event_case_at")]
+        indexes = [
+            models.Index(fields=["actor", "at"], name="event_actor_at"),
+            models.Index(fields=["case", "at"], name="event_case_at"),
+        ]
 
     def __str__(self):
         return f"#{self.seq} {self.action}"
+
+
+# --- Task queues -------------------------------------------------------------------------------
+class TaskAim(models.TextChoices):
+    REFUGE = "refuge", _("Refuge")
+    RESETTLEMENT = "resettlement", _("Resettlement")
+    REUNIFICATION = "reunification", _("Reunification")
+    SUPPORT = "support", _("Support")
+    ADMINISTRATION = "administration", _("Administration")
+
+
+class Priority(models.IntegerChoices):
+    URGENT = 0, _("Urgent")
+    HIGH = 1, _("High")
+    NORMAL = 2, _("Normal")
+    LOW = 3, _("Low")
+
+
+class TaskStatus(models.TextChoices):
+    OPEN = "open", _("Open")
+    IN_PROGRESS = "in_progress", _("In progress")
+    WAITING = "waiting", _("Waiting")
+    DONE = "done", _("Done")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+ACTIVE_STATUSES = [TaskStatus.OPEN, TaskStatus.IN_PROGRESS, TaskStatus.WAITING]
+
+
+class Task(vault.VaultModel):
+    """A piece of work on a case. Title and details are encrypted under the case's key:
+    they often name people."""
+
+    vault_owner = "case"
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="tasks")
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="tasks")
+    title = vault.EncryptedCharField(_("title"), max_length=200)
+    details = vault.EncryptedTextField(_("details"))
+    aim = models.CharField(
+        _("aim"), max_length=20, choices=TaskAim.choices, default=TaskAim.SUPPORT
+    )
+    priority = models.PositiveSmallIntegerField(
+        _("priority"), choices=Priority.choices, default=Priority.NORMAL
+    )
+    due_on = models.DateField(_("due"), null=True, blank=True)
+    status = models.CharField(
+        _("status"), max_length=20, choices=TaskStatus.choices, default=TaskStatus.OPEN
+    )
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="tasks",
+        verbose_name=_("assigned to"),
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        default_permissions = ()
+        indexes = [
+            models.Index(fields=["assignee", "status", "due_on"], name="task_queue"),
+            models.Index(fields=["team", "status"], name="task_team"),
+        ]
+
+    def __str__(self):
+        return f"task on {self.case_id}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def is_overdue(self) -> bool:
+        return self.is_active and self.due_on is not None and self.due_on < timezone.localdate()
+
+
+class TaskEvent(vault.VaultModel):
+    """The history of a task: created, assigned, claimed, status changed, commented."""
+
+    vault_owner = "task.case"
+
+    class Kind(models.TextChoices):
+        CREATED = "created", _("created")
+        ASSIGNED = "assigned", _("assigned")
+        CLAIMED = "claimed", _("claimed")
+        STATUS = "status", _("status changed")
+        COMMENTED = "commented", _("commented")
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="history")
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    # Codes and ids only (statuses, the assignee's id); a comment goes encrypted below.
+    detail = models.JSONField(default=dict, blank=True)
+    comment = vault.EncryptedTextField()
+
+    class Meta:
+        ordering = ["at", "id"]
+        default_permissions = ()
+
+    def __str__(self):
+        return self.kind
+
+
+class TaskTemplate(models.Model):
+    """A checklist per aim that creates a set of tasks due relative to today."""
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    aim = models.CharField(_("aim"), max_length=20, choices=TaskAim.choices)
+    active = models.BooleanField(_("in use"), default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["aim", "name"]
+
+    def __str__(self):
+        return self.name
+
+
+class TaskTemplateItem(models.Model):
+    template = models.ForeignKey(TaskTemplate, on_delete=models.CASCADE, related_name="items")
+    title = models.CharField(_("title"), max_length=200)
+    priority = models.PositiveSmallIntegerField(
+        _("priority"), choices=Priority.choices, default=Priority.NORMAL
+    )
+    due_in_days = models.PositiveSmallIntegerField(_("due in days"), default=7)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self):
+        return self.title
+
+
+class ReminderLog(models.Model):
+    """One digest per person per day: the row is made before sending, so a second run
+    of the daily job finds it and sends nothing."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    kind = models.CharField(max_length=20)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "day", "kind"], name="one_digest_per_day")
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.day}"

@@ -100,3 +100,51 @@ def shred_expired_cases() -> None:
     ).select_related("data_key")
     for case in due[:500]:
         services.case_shred(case=case)
+
+
+@shared_task(acks_late=True)
+def send_daily_reminders() -> None:
+    """Each morning: caseworkers hear what is due today and overdue; coordinators hear of
+    overdue work per person and old unassigned tasks. Counts and a link, never a name of
+    a client. Safe to run twice: each person gets each digest once a day."""
+    from casework.models import Role, User
+
+    today = timezone.localdate()
+    staff = User.objects.filter(is_active=True).exclude(email="")
+    for user in staff.filter(groups__name=Role.CASEWORKER).distinct().iterator():
+        _send_digest(user, today, "caseworker")
+    for user in staff.filter(groups__name=Role.COORDINATOR).distinct().iterator():
+        _send_digest(user, today, "coordinator")
+
+
+def _send_digest(user, today, kind: str) -> None:
+    from django.conf import settings
+    from django.core.mail import send_mail
+    from django.db import IntegrityError, transaction
+    from django.template.loader import render_to_string
+    from django.urls import reverse
+
+    from casework import queues
+    from casework.models import ReminderLog
+
+    counts = (queues.caseworker_digest if kind == "caseworker" else queues.coordinator_digest)(
+        user, today
+    )
+    if not any(v for k, v in counts.items() if k != "days"):
+        return
+    try:
+        with transaction.atomic():
+            log = ReminderLog.objects.create(user=user, day=today, kind=kind)
+    except IntegrityError:
+        log = ReminderLog.objects.get(user=user, day=today, kind=kind)
+        if log.sent_at is not None:
+            return  # sent already today
+    base = settings.PASSAGE_BASE_URL.rstrip("/")
+    context = {**counts, "url": base + reverse("my_queue" if kind == "caseworker" else "board")}
+    send_mail(
+        render_to_string(f"emails/digest_{kind}_subject.txt", context).strip(),
+        render_to_string(f"emails/digest_{kind}.txt", context),
+        None,
+        [user.email],
+    )
+    ReminderLog.objects.filter(pk=log.pk).update(sent_at=timezone.now())

@@ -25,6 +25,10 @@ app.conf.beat_schedule = {
         "task": "casework.tasks.clear_expired_sessions",
         "schedule": crontab(minute=17),
     },
+    "daily-reminders": {
+        "task": "casework.tasks.send_daily_reminders",
+        "schedule": crontab(hour=6, minute=30),
+    },
     "shred-expired-cases": {
         "task": "casework.tasks.shred_expired_cases",
         "schedule": crontab(hour=2, minute=23),

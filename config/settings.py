@@ -292,6 +292,9 @@ PASSAGE_CASES_PER_PAGE = 50
 # The unusual-access report: how many cases one person opens in an hour, and "night".
 PASSAGE_UNUSUAL_CASES_PER_HOUR = env_int("PASSAGE_UNUSUAL_CASES_PER_HOUR", 20)
 PASSAGE_NIGHT_HOURS = (22, 6)
+# Coordinators hear of unassigned tasks older than this.
+PASSAGE_UNASSIGNED_ALERT_DAYS = env_int("PASSAGE_UNASSIGNED_ALERT_DAYS", 3)
+PASSAGE_TASKS_PER_PAGE = 100
 
 # --- E-mail ---------------------------------------------------------------------------
 EMAIL_BACKEND = env(

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from casework import accounts, case_views, views
+from casework import accounts, case_views, queue_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -32,6 +32,28 @@ urlpatterns = [
     path("cases/<uuid:pk>/access/", case_views.case_access, name="case_access"),
     path("cases/<uuid:pk>/access/revoke/", case_views.case_revoke, name="case_revoke"),
     path("cases/<uuid:pk>/seal/", case_views.case_seal, name="case_seal"),
+    path("cases/<uuid:pk>/tasks/new/", queue_views.case_task_new, name="case_task_new"),
+    path(
+        "cases/<uuid:pk>/tasks/checklist/",
+        queue_views.case_task_template,
+        name="case_task_template",
+    ),
+    path("tasks/", queue_views.my_queue, name="my_queue"),
+    path("tasks/team/", queue_views.team_queue, name="team_queue"),
+    path("tasks/board/", queue_views.board, name="board"),
+    path("tasks/board/assign/", queue_views.board_assign, name="board_assign"),
+    path("tasks/checklists/", queue_views.task_templates, name="task_templates"),
+    path("tasks/checklists/new/", queue_views.task_template_edit, name="task_template_new"),
+    path(
+        "tasks/checklists/<int:template_pk>/",
+        queue_views.task_template_edit,
+        name="task_template_edit",
+    ),
+    path("tasks/<uuid:task_pk>/", queue_views.task_detail, name="task_detail"),
+    path("tasks/<uuid:task_pk>/claim/", queue_views.task_claim, name="task_claim"),
+    path("tasks/<uuid:task_pk>/status/", queue_views.task_status, name="task_status"),
+    path("tasks/<uuid:task_pk>/comment/", queue_views.task_comment, name="task_comment"),
+    path("tasks/<uuid:task_pk>/assign/", queue_views.task_assign, name="task_assign"),
     path("audit/", include("casework.audit_urls")),
     path("admin/", admin.site.urls),
 ]

@@ -26,13 +26,49 @@ def world(personas, settings, tmp_path):
     grant(case, personas.caseworker, "work")
     grant(case, personas.caseworker, "whereabouts")
     note = services.note_add(
-        actor=personas.caseworker, case=case, body="first contact", restricted=False,
+        actor=personas.caseworker,
+        case=case,
+        body="first contact",
+        restricted=False,
         upload=SimpleUploadedFile("scan.pdf", b"%PDF-1.4 data", content_type="application/pdf"),
     )
-    services.whereabouts_save(actor=personas.caseworker, case=case,
-                              data={"country": "Norway", "city": CANARY_CITY, "address": "",
-                                    "phone": "", "email": "", "safe_contact": "", "code_word": ""})
-    return {"case": case, "note": note, "attachment": Attachment.objects.get(note=note)}
+    services.whereabouts_save(
+        actor=personas.caseworker,
+        case=case,
+        data={
+            "country": "Norway",
+            "city": CANARY_CITY,
+            "address": "",
+            "phone": "",
+            "email": "",
+            "safe_contact": "",
+            "code_word": "",
+        },
+    )
+    from casework import queues
+
+    task = queues.task_create(
+        actor=personas.coordinator,
+        case=case,
+        title="Call back",
+        aim="support",
+        assignee=personas.caseworker,
+    )
+    return {
+        "case": case,
+        "note": note,
+        "attachment": Attachment.objects.get(note=note),
+        "task": task,
+    }
+
+
+def object_params(world):
+    """URL parameters that name a case or something inside one."""
+    return {
+        "pk": world["case"].pk,
+        "attachment_pk": world["attachment"].pk,
+        "task_pk": world["task"].pk,
+    }
 
 
 def case_urls(world):
@@ -41,7 +77,9 @@ def case_urls(world):
     values = {"pk": world["case"].pk, "attachment_pk": world["attachment"].pk}
     urls = []
     for name, params in url_params().items():
-        if "pk" in params and reverse(name, kwargs={p: values[p] for p in params}).startswith("/cases/"):
+        if "pk" in params and reverse(name, kwargs={p: values[p] for p in params}).startswith(
+            "/cases/"
+        ):
             urls.append((name, reverse(name, kwargs={p: values[p] for p in params})))
     assert len(urls) >= 12, urls
     return urls
@@ -53,13 +91,20 @@ def test_access_matrix_outsiders_get_404_on_every_case_url(world, personas):
         for name, url in case_urls(world):
             for method in (client.get, client.post):
                 response = method(url)
-                assert response.status_code == 404, (user.username, name, method.__name__, response.status_code)
+                assert response.status_code == 404, (
+                    user.username,
+                    name,
+                    method.__name__,
+                    response.status_code,
+                )
 
 
 def test_access_matrix_no_such_case_looks_the_same(world, personas):
     client = login_verified(Client(), personas.caseworker)
-    ghost = {"pk": "00000000-0000-4000-8000-000000000000",
-             "attachment_pk": "00000000-0000-4000-8000-000000000001"}
+    ghost = {
+        "pk": "00000000-0000-4000-8000-000000000000",
+        "attachment_pk": "00000000-0000-4000-8000-000000000001",
+    }
     for name, params in url_params().items():
         if "pk" in params:
             url = reverse(name, kwargs={p: ghost[p] for p in params})
@@ -78,7 +123,11 @@ def test_access_matrix_people_with_access_get_pages(world, personas):
                 continue
             # 405: POST-only actions; 403: a page of a role this user lacks (access
             # management for a caseworker): the case itself is visible to them.
-            assert response.status_code in (200, 302, 403, 405), (user.username, name, response.status_code)
+            assert response.status_code in (200, 302, 403, 405), (
+                user.username,
+                name,
+                response.status_code,
+            )
             if name in ("case_detail", "case_edit"):
                 assert response.status_code == 200
 
@@ -101,7 +150,9 @@ def test_superuser_flag_and_model_permissions_widen_nothing(world, personas):
     from django.contrib.auth.models import Permission
 
     personas.other_caseworker.user_permissions.add(
-        *Permission.objects.filter(content_type__app_label="casework", codename__in=["view_case", "change_case"])
+        *Permission.objects.filter(
+            content_type__app_label="casework", codename__in=["view_case", "change_case"]
+        )
     )
     assert not access.cases_for_user(personas.superuser).exists()
     assert not access.cases_for_user(personas.other_caseworker).exists()
@@ -112,8 +163,10 @@ def test_revocation_takes_effect_on_the_next_request(world, personas):
     url = reverse("case_detail", args=[world["case"].pk])
     assert client.get(url).status_code == 200
     coordinator = login_verified(Client(), personas.coordinator)
-    coordinator.post(reverse("case_revoke", args=[world["case"].pk]),
-                     {"user": personas.caseworker.pk, "level": "view"})
+    coordinator.post(
+        reverse("case_revoke", args=[world["case"].pk]),
+        {"user": personas.caseworker.pk, "level": "view"},
+    )
     assert client.get(url).status_code == 404
     assert AccessEvent.objects.filter(action="access.revoked").count() == 1
 
@@ -140,8 +193,18 @@ def test_each_action_writes_exactly_one_event(world, personas):
         ("get", reverse("case_detail", args=[case.pk]), {}, "case.viewed"),
         ("post", reverse("case_stage", args=[case.pk]), {"stage": "refuge"}, "case.stage_changed"),
         ("post", reverse("note_add", args=[case.pk]), {"body": "called"}, "note.created"),
-        ("post", reverse("whereabouts", args=[case.pk]), {"reason": "safety"}, "whereabouts.viewed"),
-        ("get", reverse("attachment_download", args=[case.pk, world["attachment"].pk]), {}, "attachment.viewed"),
+        (
+            "post",
+            reverse("whereabouts", args=[case.pk]),
+            {"reason": "safety"},
+            "whereabouts.viewed",
+        ),
+        (
+            "get",
+            reverse("attachment_download", args=[case.pk, world["attachment"].pk]),
+            {},
+            "attachment.viewed",
+        ),
         ("post", reverse("case_close", args=[case.pk]), {}, "case.closed"),
         ("post", reverse("case_reopen", args=[case.pk]), {}, "case.reopened"),
         ("post", reverse("case_search"), {"q": "Vandersnoot"}, "case.searched"),
@@ -157,8 +220,15 @@ def test_each_action_writes_exactly_one_event(world, personas):
 def test_edit_logs_changed_field_names_never_values(world, personas):
     case = world["case"]
     client = login_verified(Client(), personas.caseworker)
-    data = {"legal_name": CANARY_NAME, "other_names": "Brother Light\nبرادر نور", "team": personas.team.pk,
-            "risk": "high", "aims": ["refuge"], "gender": "", "needs": "housing"}
+    data = {
+        "legal_name": CANARY_NAME,
+        "other_names": "Brother Light\nبرادر نور",
+        "team": personas.team.pk,
+        "risk": "high",
+        "aims": ["refuge"],
+        "gender": "",
+        "needs": "housing",
+    }
     assert client.post(reverse("case_edit", args=[case.pk]), data).status_code == 302
     event = AccessEvent.objects.filter(action="case.updated").get()
     assert set(event.fields) == {"other_names", "risk", "needs"}
@@ -169,8 +239,9 @@ def test_edit_logs_changed_field_names_never_values(world, personas):
 
 
 def test_search_by_name_finds_persian_variants_and_logs_no_words(personas):
-    case = make_case(personas.team, actor=personas.coordinator, name="محمد کریمی",
-                     other_names=["Brother Light"])
+    case = make_case(
+        personas.team, actor=personas.coordinator, name="محمد کریمی", other_names=["Brother Light"]
+    )
     client = login_verified(Client(), personas.coordinator)
     response = client.post(reverse("case_search"), {"q": "مُحَمَّد كريمي"})
     assert response.status_code == 302 and "كريمي" not in response["Location"]
@@ -196,7 +267,9 @@ def test_case_list_queries_stay_flat(personas):
     counts = []
     for n in (5, 50):
         while Case.objects.count() < n:
-            make_case(personas.team, actor=personas.coordinator, name=f"Person {Case.objects.count()}")
+            make_case(
+                personas.team, actor=personas.coordinator, name=f"Person {Case.objects.count()}"
+            )
         with CaptureQueriesContext(connection) as ctx:
             assert client.get(reverse("case_list")).status_code == 200
         counts.append(len(ctx.captured_queries))
@@ -217,7 +290,10 @@ def test_sealed_case_shows_only_to_named_users_and_tells_its_caseworkers(
     # The sealing coordinator is named; a second coordinator of the team is not.
     second = make_user("coordinator3", "coordinator")
     personas.team.coordinators.add(second)
-    assert login_verified(Client(), second).get(reverse("case_detail", args=[case.pk])).status_code == 404
+    assert (
+        login_verified(Client(), second).get(reverse("case_detail", args=[case.pk])).status_code
+        == 404
+    )
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
         assert coordinator.get(reverse("case_detail", args=[case.pk])).status_code == 200
@@ -237,33 +313,53 @@ def test_break_glass_opens_a_case_for_an_hour_and_tells_the_team(
     client = login_verified(Client(), personas.other_coordinator)
     url = reverse("case_detail", args=[case.pk])
     assert client.get(url).status_code == 404
-    short = client.post(reverse("break_glass"), {"reference": case.reference, "justification": "now"})
-    assert short.status_code == 200 and not access.can(personas.other_coordinator, access.VIEW, case)
+    short = client.post(
+        reverse("break_glass"), {"reference": case.reference, "justification": "now"}
+    )
+    assert short.status_code == 200 and not access.can(
+        personas.other_coordinator, access.VIEW, case
+    )
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse("break_glass"), {
-            "reference": case.reference.lower(),
-            "justification": "Police called about an imminent risk; team unreachable.",
-        })
+        response = client.post(
+            reverse("break_glass"),
+            {
+                "reference": case.reference.lower(),
+                "justification": "Police called about an imminent risk; team unreachable.",
+            },
+        )
     assert response.status_code == 302
     assert client.get(url).status_code == 200
     event = AccessEvent.objects.get(action="case.break_glass")
     assert event.flagged and event.actor == personas.other_coordinator
     assert [m.to for m in mail.outbox] == [["cora@example.org"]]
     assert "imminent" not in mail.outbox[0].body and CANARY_NAME not in mail.outbox[0].body
-    assert login_verified(Client(), personas.other_caseworker).get(reverse("break_glass")).status_code == 403
+    assert (
+        login_verified(Client(), personas.other_caseworker).get(reverse("break_glass")).status_code
+        == 403
+    )
 
 
 def test_restricted_notes_show_only_to_caseworkers_and_coordinators(world, personas):
     case = world["case"]
-    services.note_add(actor=personas.caseworker, case=case, body="restricted-canary", restricted=True)
+    services.note_add(
+        actor=personas.caseworker, case=case, body="restricted-canary", restricted=True
+    )
     reader = make_user("reader", "caseworker")
     personas.team.members.add(reader)
     grant(case, reader, "view")
-    assert "restricted-canary" not in login_verified(Client(), reader).get(
-        reverse("case_detail", args=[case.pk])).content.decode()
+    assert (
+        "restricted-canary"
+        not in login_verified(Client(), reader)
+        .get(reverse("case_detail", args=[case.pk]))
+        .content.decode()
+    )
     for user in (personas.caseworker, personas.coordinator):
-        assert "restricted-canary" in login_verified(Client(), user).get(
-            reverse("case_detail", args=[case.pk])).content.decode()
+        assert (
+            "restricted-canary"
+            in login_verified(Client(), user)
+            .get(reverse("case_detail", args=[case.pk]))
+            .content.decode()
+        )
 
 
 def test_notes_are_append_only(world):
@@ -285,18 +381,25 @@ def test_attachment_is_served_decrypted_only_through_the_view(world, personas, t
 def test_oversized_attachment_gets_a_clear_error_and_loses_nothing(world, personas, settings):
     settings.PASSAGE_MAX_ATTACHMENT_BYTES = 10
     client = login_verified(Client(), personas.caseworker)
-    response = client.post(reverse("note_add", args=[world["case"].pk]), {
-        "body": "with a big file", "attachment": SimpleUploadedFile("big.bin", b"x" * 100)}, follow=True)
+    response = client.post(
+        reverse("note_add", args=[world["case"].pk]),
+        {"body": "with a big file", "attachment": SimpleUploadedFile("big.bin", b"x" * 100)},
+        follow=True,
+    )
     assert response.status_code == 200
     assert "too large" in response.content.decode()
     assert Note.objects.filter(case=world["case"]).count() == 1
 
 
-@pytest.mark.parametrize("value", ["\x00null byte", "x" * 300, "\u202eevil", "<script>alert(1)</script>"])
+@pytest.mark.parametrize(
+    "value", ["\x00null byte", "x" * 300, "\u202eevil", "<script>alert(1)</script>"]
+)
 def test_hostile_input_never_500s_and_is_escaped(personas, value):
     client = login_verified(Client(), personas.coordinator)
-    response = client.post(reverse("case_new"), {"legal_name": value, "team": personas.team.pk,
-                                                 "risk": "low", "other_names": value})
+    response = client.post(
+        reverse("case_new"),
+        {"legal_name": value, "team": personas.team.pk, "risk": "low", "other_names": value},
+    )
     assert response.status_code in (200, 302)
     if response.status_code == 302:
         html = client.get(response["Location"]).content.decode()
@@ -311,7 +414,9 @@ def test_closing_sets_retention_and_the_daily_job_shreds(world, personas, settin
     case = world["case"]
     services.case_change_stage(actor=personas.caseworker, case=case, stage=Stage.CLOSED)
     case = Case.objects.get(pk=case.pk)
-    assert case.retention_until == case.closed_on + datetime.timedelta(days=settings.PASSAGE_CASE_RETENTION_DAYS)
+    assert case.retention_until == case.closed_on + datetime.timedelta(
+        days=settings.PASSAGE_CASE_RETENTION_DAYS
+    )
     shred_expired_cases()
     assert not Case.objects.get(pk=case.pk).is_shredded
     Case.objects.filter(pk=case.pk).update(retention_until=datetime.date(2000, 1, 1))
@@ -327,10 +432,17 @@ def test_closing_sets_retention_and_the_daily_job_shreds(world, personas, settin
 
 def test_opening_a_case_grants_the_caseworker_and_logs(personas):
     client = login_verified(Client(), personas.caseworker)
-    response = client.post(reverse("case_new"), {
-        "legal_name": "New Person", "team": personas.team.pk, "risk": "high", "aims": ["refuge", "support"],
-        "other_names": "", "birth_year": "1990",
-    })
+    response = client.post(
+        reverse("case_new"),
+        {
+            "legal_name": "New Person",
+            "team": personas.team.pk,
+            "risk": "high",
+            "aims": ["refuge", "support"],
+            "other_names": "",
+            "birth_year": "1990",
+        },
+    )
     assert response.status_code == 302
     case = Case.objects.get()
     assert case.reference.startswith("P-") and case.aims == ["refuge", "support"]

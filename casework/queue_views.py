@@ -1,0 +1,339 @@
+"""Task queues: my queue, the team queue, the coordinator's board, a task's page."""
+
+import datetime
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from . import access, queues
+from .access import get_case_for_user, get_task_for_user
+from .forms import (
+    AssignForm,
+    BoardFilterForm,
+    BulkAssignForm,
+    TaskCommentForm,
+    TaskForm,
+    TaskStatusForm,
+    TaskTemplateForm,
+    TemplateItemFormSet,
+)
+from .models import Role, Task, TaskStatus, TaskTemplate
+
+
+def _require_caseworkers(user):
+    if not access.works_on_cases(user):
+        raise PermissionDenied
+
+
+def _require_coordinator(user):
+    if not user.has_role(Role.COORDINATOR):
+        raise PermissionDenied
+
+
+def _back(request, default="my_queue"):
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    url = request.POST.get("next", "")
+    if url and url_has_allowed_host_and_scheme(url, {request.get_host()}, request.is_secure()):
+        return redirect(url)
+    return redirect(default)
+
+
+@login_required
+def my_queue(request):
+    _require_caseworkers(request.user)
+    page = Paginator(queues.my_queue(request.user), settings.PASSAGE_TASKS_PER_PAGE)
+    page = page.get_page(request.GET.get("page"))
+    return render(
+        request,
+        "casework/my_queue.html",
+        {
+            "page": page,
+            "tasks": list(page.object_list),
+            "today": timezone.localdate(),
+            "statuses": TaskStatus.choices,
+        },
+    )
+
+
+@login_required
+def team_queue(request):
+    _require_caseworkers(request.user)
+    tasks = list(queues.team_queue(request.user)[: settings.PASSAGE_TASKS_PER_PAGE])
+    visible = set(
+        access.cases_for_user(request.user, access.CHANGE)
+        .filter(pk__in=[t.case_id for t in tasks])
+        .values_list("pk", flat=True)
+    )
+    for task in tasks:
+        task.claimable = task.case_id in visible
+    return render(
+        request, "casework/team_queue.html", {"tasks": tasks, "today": timezone.localdate()}
+    )
+
+
+@login_required
+def task_claim(request, task_pk):
+    task = get_task_for_user(request, task_pk, access.CHANGE)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    won = queues.task_claim(actor=request.user, task=task, request=request)
+    if request.htmx:
+        task.refresh_from_db(fields=["assignee"])
+        return render(
+            request,
+            "casework/_team_row.html",
+            {"task": task, "claimed": won, "lost": not won, "today": timezone.localdate()},
+        )
+    if won:
+        messages.success(request, _("The task is yours. It is now in your queue."))
+    else:
+        messages.warning(request, _("Someone else claimed this task a moment ago."))
+    return redirect("team_queue")
+
+
+@login_required
+def task_detail(request, task_pk):
+    task = get_task_for_user(request, task_pk)
+    can_change = access.can(request.user, access.CHANGE, task.case)
+    return render(
+        request,
+        "casework/task_detail.html",
+        {
+            "task": task,
+            "history": task.history.select_related("actor"),
+            "can_change": can_change,
+            "can_assign": queues.may_assign(request.user, task),
+            "status_form": TaskStatusForm(initial={"status": task.status}),
+            "comment_form": TaskCommentForm(),
+            "assign_form": AssignForm(
+                initial={"assignee": task.assignee_id}, assignees=queues.assignable_users(task)
+            ),
+        },
+    )
+
+
+@login_required
+def task_status(request, task_pk):
+    task = get_task_for_user(request, task_pk, access.CHANGE)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    form = TaskStatusForm(request.POST)
+    if form.is_valid():
+        queues.task_set_status(
+            actor=request.user, task=task, status=form.cleaned_data["status"], request=request
+        )
+        if request.htmx:
+            return render(
+                request,
+                "casework/_queue_row.html",
+                {"task": task, "today": timezone.localdate(), "statuses": TaskStatus.choices},
+            )
+        messages.success(request, _("Task updated."))
+    else:
+        messages.error(request, _("Choose a status from the list."))
+    return _back(request)
+
+
+@login_required
+def task_comment(request, task_pk):
+    task = get_task_for_user(request, task_pk, access.CHANGE)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    form = TaskCommentForm(request.POST)
+    if form.is_valid():
+        queues.task_comment(
+            actor=request.user, task=task, comment=form.cleaned_data["comment"], request=request
+        )
+        messages.success(request, _("Comment added."))
+    else:
+        messages.error(request, _("Write a comment first (at most 20,000 characters)."))
+    return redirect("task_detail", task_pk=task.pk)
+
+
+@login_required
+def task_assign(request, task_pk):
+    task = get_task_for_user(request, task_pk)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    if not queues.may_assign(request.user, task):
+        raise PermissionDenied
+    form = AssignForm(request.POST, assignees=queues.assignable_users(task))
+    if form.is_valid():
+        _assign(request, [task], form.cleaned_data)
+    else:
+        messages.error(request, _("Choose someone from the case's team."))
+    return _back(request, default="board")
+
+
+def _assign(request, tasks, data) -> bool:
+    try:
+        queues.task_assign(
+            actor=request.user,
+            tasks=tasks,
+            assignee=data["assignee"],
+            grant_access=data["grant_access"],
+            request=request,
+        )
+    except ValidationError as exc:
+        for message in exc.messages:
+            messages.error(request, message)
+        return False
+    messages.success(request, _("Assigned %(n)s task(s).") % {"n": len(tasks)})
+    return True
+
+
+@login_required
+def board(request):
+    _require_coordinator(request.user)
+    filters = BoardFilterForm(request.GET or None)
+    tasks = queues.board_tasks(request.user)
+    if filters.is_valid():
+        tasks = _filter_board(tasks, filters.cleaned_data)
+    tasks = list(tasks[:1000])
+    groups = queues.board_summary(tasks)
+    assignees = (
+        queues.User.objects.filter(
+            teams__in=request.user.led_teams.all(), groups__name=Role.CASEWORKER, is_active=True
+        )
+        .distinct()
+        .order_by("username")
+    )
+    return render(
+        request,
+        "casework/board.html",
+        {
+            "groups": groups,
+            "filters": filters,
+            "assignees": assignees,
+            "today": timezone.localdate(),
+            "total": len(tasks),
+        },
+    )
+
+
+def _filter_board(tasks, data):
+    today = timezone.localdate()
+    week = today + datetime.timedelta(days=7)
+    if data["aim"]:
+        tasks = tasks.filter(aim=data["aim"])
+    if data["priority"] is not None:
+        tasks = tasks.filter(priority=data["priority"])
+    due = data["due"]
+    if due == "overdue":
+        tasks = tasks.filter(due_on__lt=today)
+    elif due == "week":
+        tasks = tasks.filter(due_on__gte=today, due_on__lte=week)
+    elif due == "later":
+        tasks = tasks.filter(due_on__gt=week)
+    elif due == "none":
+        tasks = tasks.filter(due_on__isnull=True)
+    return tasks
+
+
+@require_POST
+@login_required
+def board_assign(request):
+    _require_coordinator(request.user)
+    candidates = Task.objects.filter(team__coordinators=request.user).select_related(
+        "case__data_key", "case__team"
+    )
+    assignees = queues.User.objects.filter(teams__in=request.user.led_teams.all()).distinct()
+    form = BulkAssignForm(request.POST, tasks=candidates, assignees=assignees)
+    if form.is_valid():
+        _assign(request, list(form.cleaned_data["tasks"]), form.cleaned_data)
+    else:
+        messages.error(request, _("Tick at least one task and choose who gets them."))
+    return _back(request, default="board")
+
+
+@login_required
+def case_task_new(request, pk):
+    case = get_case_for_user(request, pk, access.CHANGE)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    form = TaskForm(request.POST, assignees=queues.assignable_users(case))
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            queues.task_create(
+                actor=request.user,
+                case=case,
+                title=data["title"],
+                details=data["details"],
+                aim=data["aim"],
+                priority=data["priority"],
+                due_on=data["due_on"],
+                assignee=data["assignee"],
+                grant_access=data["grant_access"],
+                request=request,
+            )
+        except ValidationError as exc:
+            for message in exc.messages:
+                messages.error(request, message)
+        else:
+            messages.success(request, _("Task added."))
+    else:
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, error)
+    return redirect(f"{_case_url(case)}#tasks")
+
+
+@login_required
+def case_task_template(request, pk):
+    case = get_case_for_user(request, pk, access.CHANGE)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    template = TaskTemplate.objects.filter(pk=request.POST.get("template"), active=True).first()
+    if template is None:
+        messages.error(request, _("Choose a checklist from the list."))
+    else:
+        created = queues.template_apply(
+            actor=request.user, case=case, template=template, request=request
+        )
+        messages.success(request, _("%(n)s tasks added from the checklist.") % {"n": len(created)})
+    return redirect(f"{_case_url(case)}#tasks")
+
+
+def _case_url(case):
+    from django.urls import reverse
+
+    return reverse("case_detail", args=[case.pk])
+
+
+@login_required
+def task_templates(request):
+    _require_coordinator(request.user)
+    return render(
+        request,
+        "casework/task_templates.html",
+        {"templates": TaskTemplate.objects.prefetch_related("items")},
+    )
+
+
+@login_required
+def task_template_edit(request, template_pk=None):
+    _require_coordinator(request.user)
+    template = get_object_or_404(TaskTemplate, pk=template_pk) if template_pk else TaskTemplate()
+    form = TaskTemplateForm(request.POST or None, instance=template)
+    items = TemplateItemFormSet(request.POST or None, instance=template)
+    if request.method == "POST" and form.is_valid() and items.is_valid():
+        template = form.save()
+        items.instance = template
+        items.save()
+        messages.success(request, _("Checklist saved."))
+        return redirect("task_templates")
+    return render(
+        request,
+        "casework/task_template_form.html",
+        {"form": form, "items": items, "template": template},
+    )

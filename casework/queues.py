@@ -1,0 +1,321 @@
+"""Task queues: create, assign, claim, move and remind. Every change leaves a task
+history entry and an access event in the same transaction."""
+
+import datetime
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Case as SqlCase
+from django.db.models import F, IntegerField, Q, Value, When
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from . import access, audit, services
+from .models import (
+    ACTIVE_STATUSES,
+    Case,
+    Priority,
+    Role,
+    Task,
+    TaskEvent,
+    TaskStatus,
+    TaskTemplate,
+    Team,
+    User,
+)
+
+
+class AccessNeeded(ValidationError):
+    """The assignee cannot see the case; the coordinator may grant it in the same step."""
+
+    def __init__(self, users):
+        self.users = list(users)
+        names = ", ".join(u.get_username() for u in self.users)
+        super().__init__(
+            _(
+                "%(names)s cannot see the case yet. Tick “grant access” to give access with "
+                "this assignment, or choose someone else."
+            )
+            % {"names": names}
+        )
+
+
+def queue_order(tasks):
+    """Urgent and overdue first, then by due date (undated last), then priority."""
+    today = timezone.localdate()
+    pressing = SqlCase(
+        When(Q(priority=Priority.URGENT) | Q(due_on__lt=today), then=Value(0)),
+        default=Value(1),
+        output_field=IntegerField(),
+    )
+    return tasks.annotate(pressing=pressing).order_by(
+        "pressing", F("due_on").asc(nulls_last=True), "priority", "created_at"
+    )
+
+
+def my_queue(user):
+    visible = access.cases_for_user(user)
+    return queue_order(
+        Task.objects.filter(
+            assignee=user, status__in=ACTIVE_STATUSES, case__in=visible
+        ).select_related("case__data_key", "case")
+    )
+
+
+def teams_of(user):
+    return Team.objects.filter(Q(members=user) | Q(coordinators=user)).distinct()
+
+
+def team_queue(user):
+    return queue_order(
+        Task.objects.filter(
+            team__in=teams_of(user), assignee__isnull=True, status__in=ACTIVE_STATUSES
+        ).select_related("case__data_key", "case")
+    )
+
+
+def board_tasks(coordinator):
+    return queue_order(
+        Task.objects.filter(
+            team__coordinators=coordinator, status__in=ACTIVE_STATUSES
+        ).select_related("case__data_key", "case", "assignee", "team")
+    )
+
+
+def assignable_users(task_or_case):
+    """Members of the case's team who work on cases: the only people a task can go to."""
+    case = task_or_case.case if isinstance(task_or_case, Task) else task_or_case
+    return (
+        User.objects.filter(is_active=True, teams=case.team, groups__name=Role.CASEWORKER)
+        .distinct()
+        .order_by("username")
+    )
+
+
+def _event(task, actor, kind, *, detail=None, comment=None, request=None, action=None, fields=()):
+    TaskEvent.objects.create(
+        task=task, actor=actor, kind=kind, detail=detail or {}, comment=comment
+    )
+    audit.record(
+        actor,
+        action or f"task.{kind}",
+        case=task.case,
+        obj=task,
+        request=request,
+        fields=fields,
+        detail=detail or {},
+    )
+
+
+@transaction.atomic
+def task_create(
+    *,
+    actor,
+    case: Case,
+    title: str,
+    details: str = "",
+    aim: str,
+    priority: int = Priority.NORMAL,
+    due_on=None,
+    assignee=None,
+    grant_access: bool = False,
+    request=None,
+) -> Task:
+    if not access.can(actor, access.CHANGE, case):
+        raise PermissionDenied
+    task = Task(
+        case=case,
+        team=case.team,
+        title=title,
+        details=details,
+        aim=aim,
+        priority=priority,
+        due_on=due_on,
+        created_by=actor,
+    )
+    task.save()
+    _event(
+        task,
+        actor,
+        TaskEvent.Kind.CREATED,
+        request=request,
+        fields=["title", "details"],
+        detail={"aim": aim, "priority": int(priority)},
+    )
+    if assignee is not None:
+        task_assign(
+            actor=actor, tasks=[task], assignee=assignee, grant_access=grant_access, request=request
+        )
+    return task
+
+
+@transaction.atomic
+def template_apply(*, actor, case: Case, template: TaskTemplate, request=None) -> list[Task]:
+    today = timezone.localdate()
+    return [
+        task_create(
+            actor=actor,
+            case=case,
+            title=item.title,
+            aim=template.aim,
+            priority=item.priority,
+            due_on=today + datetime.timedelta(days=item.due_in_days),
+            request=request,
+        )
+        for item in template.items.all()
+    ]
+
+
+def may_assign(actor, task) -> bool:
+    """Coordinators of the task's team assign anyone; a caseworker working on the case
+    may hand a task to a colleague who can already see it."""
+    return access.is_coordinator_of(actor, task.case) or access.can(actor, access.CHANGE, task.case)
+
+
+@transaction.atomic
+def task_assign(*, actor, tasks, assignee, grant_access: bool = False, request=None) -> int:
+    """Assign tasks to one person of their cases' teams.
+
+    1. Everyone gets tasks only on cases of a team they belong to.
+    2. Someone who cannot see a case gets access only if a coordinator of that case's
+       team asks for it in this same step (logged as access.granted); otherwise the
+       whole assignment is refused with AccessNeeded. Nothing is widened silently.
+    """
+    tasks = list(tasks)
+    for task in tasks:
+        if not may_assign(actor, task):
+            raise PermissionDenied
+        if assignee is not None and not assignable_users(task).filter(pk=assignee.pk).exists():
+            raise ValidationError(
+                _("%(name)s is not a caseworker of the team of case %(ref)s.")
+                % {"name": assignee.get_username(), "ref": task.case.reference}
+            )
+    if assignee is not None:
+        blind = {t.case for t in tasks if not access.can(assignee, access.VIEW, t.case)}
+        if blind:
+            if not grant_access or not all(access.is_coordinator_of(actor, c) for c in blind):
+                raise AccessNeeded([assignee])
+            for case in blind:
+                services.access_grant(
+                    actor=actor, case=case, user=assignee, level="work", request=request
+                )
+    for task in tasks:
+        previous = task.assignee_id
+        if previous == (assignee.pk if assignee else None):
+            continue
+        task.assignee = assignee
+        task.save(update_fields=["assignee"])
+        _event(
+            task,
+            actor,
+            TaskEvent.Kind.ASSIGNED,
+            request=request,
+            fields=["assignee"],
+            detail={
+                "from": str(previous) if previous else None,
+                "to": str(assignee.pk) if assignee else None,
+            },
+        )
+    return len(tasks)
+
+
+@transaction.atomic
+def task_claim(*, actor, task: Task, request=None) -> bool:
+    """Take an unassigned task. Two people clicking at once: exactly one wins."""
+    if not access.can(actor, access.CHANGE, task.case):
+        raise PermissionDenied
+    won = Task.objects.filter(pk=task.pk, assignee__isnull=True, status__in=ACTIVE_STATUSES).update(
+        assignee=actor
+    )
+    if won:
+        task.assignee = actor
+        _event(
+            task,
+            actor,
+            TaskEvent.Kind.CLAIMED,
+            request=request,
+            fields=["assignee"],
+            detail={"to": str(actor.pk)},
+        )
+    return bool(won)
+
+
+@transaction.atomic
+def task_set_status(*, actor, task: Task, status: str, request=None) -> None:
+    if not access.can(actor, access.CHANGE, task.case):
+        raise PermissionDenied
+    if status == task.status:
+        return
+    old = task.status
+    task.status = status
+    task.completed_at = timezone.now() if status == TaskStatus.DONE else None
+    task.save(update_fields=["status", "completed_at"])
+    _event(
+        task,
+        actor,
+        TaskEvent.Kind.STATUS,
+        request=request,
+        fields=["status"],
+        detail={"from": old, "to": status},
+        action="task.status_changed",
+    )
+
+
+@transaction.atomic
+def task_comment(*, actor, task: Task, comment: str, request=None) -> None:
+    if not access.can(actor, access.CHANGE, task.case):
+        raise PermissionDenied
+    _event(
+        task, actor, TaskEvent.Kind.COMMENTED, comment=comment, request=request, fields=["comment"]
+    )
+
+
+def board_summary(tasks) -> list[dict]:
+    """Per assignee (unassigned first): their tasks and counts open / overdue / this week."""
+    today = timezone.localdate()
+    week_end = today + datetime.timedelta(days=7)
+    groups = {}
+    for task in tasks:
+        group = groups.setdefault(
+            task.assignee_id,
+            {"assignee": task.assignee, "tasks": [], "open": 0, "overdue": 0, "week": 0},
+        )
+        group["tasks"].append(task)
+        group["open"] += 1
+        group["overdue"] += task.is_overdue
+        group["week"] += bool(task.due_on and today <= task.due_on <= week_end)
+    return sorted(
+        groups.values(),
+        key=lambda g: (
+            g["assignee"] is not None,
+            g["assignee"].get_username() if g["assignee"] else "",
+        ),
+    )
+
+
+# --- Reminders --------------------------------------------------------------------------------
+def caseworker_digest(user, today) -> dict:
+    tasks = Task.objects.filter(assignee=user, status__in=ACTIVE_STATUSES)
+    return {
+        "due_today": tasks.filter(due_on=today).count(),
+        "overdue": tasks.filter(due_on__lt=today).count(),
+    }
+
+
+def coordinator_digest(user, today) -> dict:
+    from django.db.models import Count
+
+    tasks = Task.objects.filter(team__coordinators=user, status__in=ACTIVE_STATUSES)
+    overdue = (
+        tasks.filter(due_on__lt=today, assignee__isnull=False)
+        .values("assignee__username")
+        .annotate(n=Count("id"))
+        .order_by("assignee__username")
+    )
+    stale = timezone.now() - datetime.timedelta(days=settings.PASSAGE_UNASSIGNED_ALERT_DAYS)
+    return {
+        "overdue_by_person": [(row["assignee__username"], row["n"]) for row in overdue],
+        "unassigned_old": tasks.filter(assignee__isnull=True, created_at__lt=stale).count(),
+        "days": settings.PASSAGE_UNASSIGNED_ALERT_DAYS,
+    }
