@@ -22,6 +22,7 @@ LEVELS = {
 
 def _changed(instance, data: dict) -> list[str]:
     """Names of fields whose value changes (an empty value is empty, whatever its type)."""
+
     def norm(value):
         return None if value in (None, "", []) else value
 
@@ -38,8 +39,13 @@ def case_open(*, actor: User, team, person: dict, aims: list, risk: str, request
     if actor.has_role(Role.CASEWORKER):
         for perm in LEVELS["work"]:
             assign_perm(perm, actor, case)
-    audit.record(actor, "case.created", case=case, request=request,
-                 fields=[k for k, v in person.items() if v not in (None, "", [])])
+    audit.record(
+        actor,
+        "case.created",
+        case=case,
+        request=request,
+        fields=[k for k, v in person.items() if v not in (None, "", [])],
+    )
     return case
 
 
@@ -73,10 +79,12 @@ def case_change_stage(*, actor: User, case: Case, stage: str, request=None) -> N
         fields += ["closed_on", "retention_until"]
     case.save(update_fields=[*fields, "updated_at"])
     StageChange.objects.create(case=case, from_stage=old, to_stage=stage, changed_by=actor)
-    action = {Stage.CLOSED: "case.closed"}.get(stage, "case.reopened" if old == Stage.CLOSED
-                                                  else "case.stage_changed")
-    audit.record(actor, action, case=case, fields=fields, request=request,
-                 detail={"from": old, "to": stage})
+    action = {Stage.CLOSED: "case.closed"}.get(
+        stage, "case.reopened" if old == Stage.CLOSED else "case.stage_changed"
+    )
+    audit.record(
+        actor, action, case=case, fields=fields, request=request, detail={"from": old, "to": stage}
+    )
 
 
 def grantable_users(case: Case):
@@ -98,8 +106,13 @@ def access_grant(*, actor: User, case: Case, user: User, level: str, request=Non
         raise ValidationError(_("Only caseworkers of the case's team can be given access."))
     for perm in LEVELS[level]:
         assign_perm(perm, user, case)
-    audit.record(actor, "access.granted", case=case, request=request,
-                 detail={"user": str(user.pk), "level": level})
+    audit.record(
+        actor,
+        "access.granted",
+        case=case,
+        request=request,
+        detail={"user": str(user.pk), "level": level},
+    )
 
 
 @transaction.atomic
@@ -107,12 +120,20 @@ def access_revoke(*, actor: User, case: Case, user: User, level: str, request=No
     if not access.can_manage_access(actor, case):
         raise PermissionDenied
     # Revoking "view" takes everything: there is no working on a case one cannot see.
-    perms = {"view": [access.VIEW, access.CHANGE, access.WHEREABOUTS],
-             "work": [access.CHANGE], "whereabouts": [access.WHEREABOUTS]}[level]
+    perms = {
+        "view": [access.VIEW, access.CHANGE, access.WHEREABOUTS],
+        "work": [access.CHANGE],
+        "whereabouts": [access.WHEREABOUTS],
+    }[level]
     for perm in perms:
         remove_perm(perm, user, case)
-    audit.record(actor, "access.revoked", case=case, request=request,
-                 detail={"user": str(user.pk), "level": level})
+    audit.record(
+        actor,
+        "access.revoked",
+        case=case,
+        request=request,
+        detail={"user": str(user.pk), "level": level},
+    )
 
 
 @transaction.atomic
@@ -125,24 +146,41 @@ def case_seal(*, actor: User, case: Case, sealed: bool, request=None) -> None:
             assign_perm(perm, actor, case)
     case.sealed = sealed
     case.save(update_fields=["sealed", "updated_at"])
-    audit.record(actor, "case.sealed" if sealed else "case.unsealed", case=case,
-                 fields=["sealed"], request=request)
+    audit.record(
+        actor,
+        "case.sealed" if sealed else "case.unsealed",
+        case=case,
+        fields=["sealed"],
+        request=request,
+    )
 
 
 @transaction.atomic
-def note_add(*, actor: User, case: Case, body: str, restricted: bool, upload=None,
-             request=None) -> Note:
+def note_add(
+    *, actor: User, case: Case, body: str, restricted: bool, upload=None, request=None
+) -> Note:
     note = Note(case=case, author=actor, body=body, restricted=restricted)
     note.save()
-    audit.record(actor, "note.created", case=case, obj=note, fields=["body"], request=request,
-                 detail={"restricted": restricted})
+    audit.record(
+        actor,
+        "note.created",
+        case=case,
+        obj=note,
+        fields=["body"],
+        request=request,
+        detail={"restricted": restricted},
+    )
     if upload is not None:
         data = upload.read()
         # The file is written first; if the row cannot be written it is removed again.
         blob = vault.save_file(case.data_key, data)
         try:
             attachment = Attachment.objects.create(
-                case=case, note=note, blob_name=blob, size=len(data), filename=upload.name[:255],
+                case=case,
+                note=note,
+                blob_name=blob,
+                size=len(data),
+                filename=upload.name[:255],
                 content_type=(upload.content_type or "application/octet-stream")[:100],
                 uploaded_by=actor,
             )
@@ -165,15 +203,22 @@ def whereabouts_save(*, actor: User, case: Case, data: dict, request=None) -> li
         setattr(place, name, value)
     place.updated_by = actor
     place.save()
-    audit.record(actor, "whereabouts.updated", case=case, obj=place, request=request,
-                 fields=changed)
+    audit.record(
+        actor, "whereabouts.updated", case=case, obj=place, request=request, fields=changed
+    )
     return changed
 
 
 def whereabouts_view(*, actor: User, case: Case, reason: str, request=None):
     place = Whereabouts.objects.filter(case=case).first()
-    audit.record(actor, "whereabouts.viewed", case=case, obj=place, request=request,
-                 detail={"reason": reason})
+    audit.record(
+        actor,
+        "whereabouts.viewed",
+        case=case,
+        obj=place,
+        request=request,
+        detail={"reason": reason},
+    )
     return place
 
 
@@ -181,8 +226,12 @@ def whereabouts_view(*, actor: User, case: Case, reason: str, request=None):
 def break_glass(*, actor: User, case: Case, justification: str, request=None) -> BreakGlass:
     if not actor.has_role(Role.COORDINATOR):
         raise PermissionDenied
-    glass = BreakGlass(case=case, user=actor, justification=justification,
-                       expires_at=timezone.now() + datetime.timedelta(hours=1))
+    glass = BreakGlass(
+        case=case,
+        user=actor,
+        justification=justification,
+        expires_at=timezone.now() + datetime.timedelta(hours=1),
+    )
     glass.save()
     audit.record(actor, "case.break_glass", case=case, obj=glass, request=request, flagged=True)
     from .tasks import notify

@@ -55,8 +55,13 @@ def make_case(team, *, actor=None, name="Maryam Karimi", **person):
     from casework.services import case_open
 
     actor = actor or team.coordinators.first() or team.members.first()
-    return case_open(actor=actor, team=team, person={"legal_name": name, **person},
-                     aims=["refuge"], risk="medium")
+    return case_open(
+        actor=actor,
+        team=team,
+        person={"legal_name": name, **person},
+        aims=["refuge"],
+        risk="medium",
+    )
 
 
 def grant(case, user, level="work"):
