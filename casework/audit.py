@@ -117,11 +117,22 @@ def verify(batch_size: int = 2000):
 
 
 # --- Triggers -------------------------------------------------------------------------------
-def install_triggers(schema_editor_or_connection, table: str = TABLE) -> None:
+def append_only_tables() -> list[tuple[str, str]]:
+    """(table, primary-key column) of every model marked `append_only = True`."""
+    from django.apps import apps
+
+    return [
+        (m._meta.db_table, m._meta.pk.column)
+        for m in apps.get_models()
+        if getattr(m, "append_only", False)
+    ]
+
+
+def install_triggers(schema_editor_or_connection, table: str = TABLE, pk: str = "seq") -> None:
     target = schema_editor_or_connection
     conn = target if hasattr(target, "vendor") else target.connection
     with conn.cursor() as cursor:
-        for sql in _trigger_sql(conn.vendor, table):
+        for sql in _trigger_sql(conn.vendor, table, pk):
             cursor.execute(sql)
 
 
@@ -135,7 +146,7 @@ def drop_triggers(conn, table: str = TABLE) -> None:
             cursor.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
 
 
-def _trigger_sql(vendor: str, table: str) -> list[str]:
+def _trigger_sql(vendor: str, table: str, pk: str) -> list[str]:
     message = f"{table} is append-only"
     if vendor == "sqlite":
         return [
@@ -146,7 +157,7 @@ def _trigger_sql(vendor: str, table: str) -> list[str]:
             ),
             # INSERT OR REPLACE would delete without firing the delete trigger.
             f"CREATE TRIGGER IF NOT EXISTS {table}_no_replace BEFORE INSERT ON {table} "
-            f"WHEN EXISTS (SELECT 1 FROM {table} WHERE seq = NEW.seq) "
+            f"WHEN EXISTS (SELECT 1 FROM {table} WHERE {pk} = NEW.{pk}) "
             f"BEGIN SELECT RAISE(ABORT, '{message}'); END",
         ]
     if vendor == "postgresql":

@@ -520,6 +520,8 @@ class AccessEvent(models.Model):
     writer, one more than the last, under a lock: a fork of the chain would collide.
     """
 
+    append_only = True  # database triggers refuse UPDATE and DELETE (casework/audit.py)
+
     seq = models.BigIntegerField(primary_key=True)
     at = models.DateTimeField(db_index=True)
     actor = models.ForeignKey(

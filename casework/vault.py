@@ -592,6 +592,17 @@ def tokens(text: str) -> list[str]:
     return [t for t in normalise(text).split(" ") if t]
 
 
+def normalise_phone(text: str) -> str:
+    """The last nine digits (Persian and Arabic digits count), or "" if fewer than six."""
+    digits = re.sub(r"\D", "", normalise(text))
+    return digits[-9:] if len(digits) >= 6 else ""
+
+
+def normalise_email(text: str) -> str:
+    text = unicodedata.normalize("NFKC", str(text)).casefold()
+    return "".join(ch for ch in text if not unicodedata.category(ch).startswith("C")).strip()
+
+
 def plan_bits(rows: int) -> int:
     """Bits to keep of each index hash, by CipherSweet's rule.
 
@@ -610,11 +621,24 @@ class BlindIndex:
     name: global scope of the index (e.g. "case.names"); its key is derived from it.
     fields: encrypted fields feeding it; a JSON field contributes each list item.
     rows: how many values the index is planned for (sets the bits, see plan_bits).
+    kind: "name" (whole value and each token), "phone" (the last nine digits, so
+      +98 912 345 6789 and 0912-345-6789 meet) or "email" (the whole address).
     """
 
     name: str
     fields: tuple[str, ...]
     rows: int = 1_000_000
+    kind: str = "name"
+
+    def whole(self, value: str) -> str:
+        if self.kind == "phone":
+            return normalise_phone(value)
+        if self.kind == "email":
+            return normalise_email(value)
+        return normalise(value)
+
+    def parts(self, value: str) -> list[str]:
+        return tokens(value) if self.kind == "name" else []
 
     @property
     def bits(self) -> int:
@@ -644,21 +668,21 @@ class BlindIndex:
         key = key or self.key()
         out = set()
         for value in self.values(instance):
-            whole = normalise(value)
+            whole = self.whole(value)
             if whole:
                 out.add(("w", self.hash(whole, "w", key)))
-            out.update(("t", self.hash(t, "t", key)) for t in tokens(value))
+            out.update(("t", self.hash(t, "t", key)) for t in self.parts(value))
         return out
 
     def matches(self, instance, term: str) -> bool:
         """Confirmation on decrypted values: whole value, or every token of the term."""
-        wanted, wanted_tokens = normalise(term), set(tokens(term))
+        wanted, wanted_tokens = self.whole(term), set(self.parts(term))
         if not wanted:
             return False
         for value in self.values(instance):
-            if normalise(value) == wanted:
+            if self.whole(value) == wanted:
                 return True
-        have = {t for value in self.values(instance) for t in tokens(value)}
+        have = {t for value in self.values(instance) for t in self.parts(value)}
         return bool(wanted_tokens) and wanted_tokens <= have
 
 
@@ -693,16 +717,15 @@ def candidate_ids(index: BlindIndex, term: str) -> set:
     from .models import BlindIndexEntry
 
     key = index.key()
-    whole = normalise(term)
+    whole = index.whole(term)
     if not whole:
         return set()
     entries = BlindIndexEntry.objects.filter(index=index.name)
     ids = set(
         entries.filter(kind="w", value=index.hash(whole, "w", key)).values_list("row_id", flat=True)
     )
-    wanted = [
-        entries.filter(kind="t", value=h) for h in {index.hash(t, "t", key) for t in tokens(term)}
-    ]
+    hashes = {index.hash(t, "t", key) for t in index.parts(term)}
+    wanted = [entries.filter(kind="t", value=h) for h in hashes]
     if wanted:
         first, *rest = (q.values_list("row_id", flat=True) for q in wanted)
         ids.update(first.intersection(*rest) if rest else first)

@@ -74,13 +74,16 @@ def _flush_with_append_only_tables():
 
     def _fixture_teardown(self):
         names = self._databases_names(include_mirrors=False)
+        tables = audit.append_only_tables()
         for name in names:
-            audit.drop_triggers(connections[name])
+            for table, _pk in tables:
+                audit.drop_triggers(connections[name], table)
         try:
             original(self)
         finally:
             for name in names:
-                audit.install_triggers(connections[name])
+                for table, pk in tables:
+                    audit.install_triggers(connections[name], table, pk)
 
     TransactionTestCase._fixture_teardown = _fixture_teardown
 
