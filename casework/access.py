@@ -44,6 +44,9 @@ def cases_for_user(user, perm: str = VIEW):
     """The one list of cases a user may see (or work on, or see the whereabouts of)."""
     if not works_on_cases(user):
         return Case.objects.none()
+    if perm == WHEREABOUTS:
+        # Whereabouts are a second key on top of seeing the case, never instead of it.
+        return cases_for_user(user, VIEW).filter(pk__in=granted_cases(user, perm).values("pk"))
     allowed = Q(pk__in=granted_cases(user, perm).values("pk"))
     if perm in (VIEW, CHANGE) and user.has_role(Role.COORDINATOR):
         led = Team.objects.filter(coordinators=user).values("pk")

@@ -1,10 +1,13 @@
 """`python manage.py benchmark`: speed measured as ratios against a plain baseline in
 the same run, in a scratch database that is created and dropped around the run.
 
-Sections register themselves in SECTIONS; later issues add theirs (cases, queues, ...).
+Sections register themselves in SECTIONS: `vault` (field encryption, key rotation, name
+search), `cases` (the case list and a case page against plain Django); later issues add
+theirs (queues, ...).
 """
 
 import datetime
+import functools
 import json
 import random
 import secrets
@@ -12,9 +15,17 @@ import statistics
 import time
 import uuid
 
-from django.db import connection
+from django.conf import settings
+from django.core.paginator import Paginator
+from django.db import connection, models, reset_queries
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template import Context, Template
+from django.test import Client, RequestFactory
+from django.test.utils import CaptureQueriesContext
 
 from . import vault
+from .models import Aim, CaseUserObjectPermission, Risk, Role, Stage, Team, User
 
 SECTIONS = {}
 
@@ -256,6 +267,270 @@ def _index_against_scan(report, n):
     )
     with connection.schema_editor() as editor:
         editor.delete_model(BenchName)
+
+
+# --- cases ---------------------------------------------------------------------------------------
+class PlainCase(models.Model):
+    """The same case in plain columns, nothing encrypted: the baseline (scratch table)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    reference = models.CharField(max_length=20, unique=True)
+    team = models.ForeignKey("casework.Team", on_delete=models.PROTECT, related_name="+")
+    stage = models.CharField(max_length=20, choices=Stage.choices, default=Stage.INTAKE)
+    aims = models.JSONField(default=list)
+    risk = models.CharField(max_length=10, choices=Risk.choices, default=Risk.MEDIUM)
+    sealed = models.BooleanField(default=False)
+    opened_on = models.DateField()
+    closed_on = models.DateField(null=True)
+    legal_name = models.CharField(max_length=200)
+    other_names = models.TextField(blank=True)
+    birth_date = models.DateField(null=True)
+    birth_year = models.IntegerField(null=True)
+    gender = models.CharField(max_length=60, blank=True)
+    nationalities = models.CharField(max_length=200, blank=True)
+    languages = models.CharField(max_length=200, blank=True)
+    left_on = models.DateField(null=True)
+    circumstances = models.TextField(blank=True)
+    needs = models.TextField(blank=True)
+    safety_notes = models.TextField(blank=True)
+
+    class Meta:
+        app_label = "casework"
+        managed = False
+        db_table = "benchmark_plain_case"
+
+    def __str__(self):
+        return self.reference
+
+
+PLAIN_LIST = """<table>{% for case in page.object_list %}<tr>
+<td><a href="/plain/{{ case.pk }}/">{{ case.reference }}</a>{% if case.sealed %} sealed{% endif %}</td>
+<td><bdi>{{ case.legal_name }}</bdi></td><td>{{ case.get_stage_display }}</td>
+<td>{{ case.get_risk_display }}</td><td>{{ case.team.name }}</td>
+<td>{{ case.opened_on|date:"Y-m-d" }}</td></tr>{% endfor %}</table>
+{% if page.has_next %}<a href="?page={{ page.next_page_number }}">next</a>{% endif %}"""
+
+PLAIN_DETAIL = """<h1>{{ case.reference }} <bdi>{{ case.legal_name }}</bdi></h1>
+<p>{{ case.get_stage_display }} {{ case.get_risk_display }} {{ case.team.name }}
+{{ case.opened_on|date:"Y-m-d" }} {{ case.closed_on|date:"Y-m-d" }} {{ case.aims|join:", " }}</p>
+<dl><dt>Other names</dt><dd>{{ case.other_names|linebreaksbr }}</dd>
+<dt>Born</dt><dd>{{ case.birth_date|date:"Y-m-d" }} {{ case.birth_year|default:"" }}</dd>
+<dt>Gender</dt><dd>{{ case.gender }}</dd><dt>Nationalities</dt><dd>{{ case.nationalities }}</dd>
+<dt>Languages</dt><dd>{{ case.languages }}</dd><dt>Left</dt><dd>{{ case.left_on|date:"Y-m-d" }}</dd>
+<dt>Circumstances</dt><dd>{{ case.circumstances }}</dd><dt>Needs</dt><dd>{{ case.needs }}</dd>
+<dt>Safety notes</dt><dd>{{ case.safety_notes }}</dd></dl>"""
+
+
+@functools.cache
+def _template(source: str) -> Template:
+    # Compiled once, as Django's cached template loader would.
+    return Template(source)
+
+
+def plain_case_list(request, ids):
+    """What a case list costs in plain Django: one filter, one page, one template."""
+    cases = (
+        PlainCase.objects.filter(pk__in=ids)
+        .select_related("team")
+        .order_by("-opened_on", "reference")
+    )
+    page = Paginator(cases, settings.PASSAGE_CASES_PER_PAGE).get_page(request.GET.get("page"))
+    return HttpResponse(_template(PLAIN_LIST).render(Context({"page": page})))
+
+
+def plain_case_detail(request, pk):
+    case = get_object_or_404(PlainCase.objects.select_related("team"), pk=pk)
+    return HttpResponse(_template(PLAIN_DETAIL).render(Context({"case": case})))
+
+
+NEEDS = [
+    "Safe housing and counselling.",
+    "A new passport; help with the bank and the tax office.",
+    "School places for the children, a flat, work.",
+    "Contact with family members still inside.",
+]
+CIRCUMSTANCES = [
+    "Left the community house at night with one bag after eleven years in the group.",
+    "Born into the group; left with help from a school friend.",
+    "Worked unpaid for the group's businesses for fifteen years.",
+    "Left after the group told her to divorce her husband.",
+]
+
+
+def fake_cases(n, seed=3) -> list[dict]:
+    """`n` cases as plain values, shared by the encrypted rows and the baseline."""
+    rng = random.Random(seed)
+    first_day = datetime.date(2020, 1, 1)
+    out = []
+    for i, name in enumerate(fake_names(n, seed)):
+        opened = first_day + datetime.timedelta(days=rng.randrange(2_500))
+        stage = rng.choice(Stage.values)
+        out.append(
+            {
+                "id": uuid.UUID(int=rng.getrandbits(128), version=4),
+                "reference": f"P-{opened.year}-{i + 1:06d}",
+                "stage": stage,
+                "risk": rng.choice(Risk.values),
+                "aims": rng.sample(Aim.values, rng.randint(1, 2)),
+                "opened_on": opened,
+                "closed_on": opened + datetime.timedelta(days=300)
+                if stage == Stage.CLOSED
+                else None,
+                "legal_name": name,
+                "other_names": [f"{rng.choice(FIRST)} {rng.choice(LAST)}", "برادر نور"],
+                "birth_date": None,
+                "birth_year": rng.randint(1950, 2006),
+                "gender": rng.choice(["female", "male", ""]),
+                "nationalities": rng.choice(["Iranian", "Swedish", "German", "Spanish, Turkish"]),
+                "languages": rng.choice(["Persian, English", "Swedish", "German, Turkish"]),
+                "left_on": opened - datetime.timedelta(days=rng.randrange(90)),
+                "circumstances": rng.choice(CIRCUMSTANCES),
+                "needs": rng.choice(NEEDS),
+                "safety_notes": "",
+            }
+        )
+    return out
+
+
+@section("cases")
+def cases_section(report, *, quick=False, **_options):
+    """1. Load the cases: encrypted, each under its own data key, and the plain baseline.
+    2. A caseworker is granted `visible` of them (no coordinator role: grants only).
+    3. Median time and queries of the case list and a case detail through the whole
+       stack (middleware, second factor, access check, decryption, access log), against
+       plain function views over the plain table called through RequestFactory.
+    """
+    # 100,000 load and measure in under a minute (SQLite in memory); --quick: seconds.
+    n, visible, repeat = (2_000, 200, 5) if quick else (100_000, 200, 21)
+    team = Team.objects.create(name="Benchmark team")
+    cases = fake_cases(n)
+    encrypted = _load_encrypted_cases(cases, team)
+    plain = _load_plain_cases(cases, team)
+    report.add(
+        "cases",
+        f"load {n:,} encrypted cases",
+        n / encrypted,
+        "rows/s",
+        None,
+        f"plain rows: {n / plain:,.0f} rows/s (no blind index)",
+    )
+
+    ids = [c["id"] for c in random.Random(4).sample(cases, visible)]
+    client = _caseworker_client(team, ids)
+    factory = RequestFactory(HTTP_HOST="127.0.0.1")
+    # The first row of the list: the page a caseworker would open next.
+    granted = set(ids)
+    first = min(
+        (c for c in cases if c["id"] in granted),
+        key=lambda c: (-c["opened_on"].toordinal(), c["reference"]),
+    )["id"]
+    pages = {
+        f"case list, page 1 of {visible} visible": (
+            lambda: client.get("/cases/"),
+            lambda: plain_case_list(factory.get("/plain/"), ids),
+        ),
+        "case detail": (
+            lambda: client.get(f"/cases/{first}/"),
+            lambda: plain_case_detail(factory.get(f"/plain/{first}/"), first),
+        ),
+    }
+    for label, (passage, baseline) in pages.items():
+        ours, our_queries = _measure(passage, repeat)
+        theirs, their_queries = _measure(baseline, repeat)
+        report.add(
+            "cases",
+            f"{label} ({n:,} cases)",
+            ours * 1000,
+            "ms median",
+            theirs * 1000,
+            f"plain Django: {theirs * 1000:.1f} ms",
+        )
+        report.add(
+            "cases",
+            f"{label}, queries",
+            our_queries,
+            "queries",
+            their_queries,
+            f"plain Django: {their_queries}",
+        )
+    with connection.schema_editor() as editor:
+        editor.delete_model(PlainCase)
+
+
+def _load_encrypted_cases(cases, team) -> float:
+    """Bulk insert as `_index_against_scan` does; pre_save encrypts each field.
+    bulk_create skips save(), so the reference is set here and no blind-index entries
+    are written: neither page measured here reads them."""
+    from .models import Case, DataKey
+
+    start = time.perf_counter()
+    for chunk in range(0, len(cases), 5_000):
+        keys, rows = [], []
+        for values in cases[chunk : chunk + 5_000]:
+            row = Case(team=team, **values)
+            row.data_key = DataKey(id=uuid.uuid4(), purpose="case", owner_id=row.pk)
+            row.data_key.kek_id, row.data_key.wrapped = vault.wrap_dek(
+                secrets.token_bytes(vault.KEY_BYTES), purpose="case", owner_id=row.pk
+            )
+            keys.append(row.data_key)
+            rows.append(row)
+        DataKey.objects.bulk_create(keys)
+        Case.objects.bulk_create(rows)
+    return time.perf_counter() - start
+
+
+def _load_plain_cases(cases, team) -> float:
+    with connection.schema_editor() as editor:
+        editor.create_model(PlainCase)
+    start = time.perf_counter()
+    for chunk in range(0, len(cases), 5_000):
+        PlainCase.objects.bulk_create(
+            PlainCase(team=team, **{**values, "other_names": "\n".join(values["other_names"])})
+            for values in cases[chunk : chunk + 5_000]
+        )
+    return time.perf_counter() - start
+
+
+def _caseworker_client(team, ids) -> Client:
+    """A caseworker with `ids` granted (view and work), logged in with both factors."""
+    from django.contrib.auth.models import Permission
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    user = User.objects.create_user(username="benchmark-caseworker")
+    user.groups.add(Role.group(Role.CASEWORKER))
+    team.members.add(user)
+    device = TOTPDevice.objects.create(user=user, name="benchmark", confirmed=True)
+    perms = Permission.objects.filter(
+        content_type__app_label="casework", codename__in=["view_case", "change_case"]
+    )
+    CaseUserObjectPermission.objects.bulk_create(
+        CaseUserObjectPermission(user=user, permission=perm, content_object_id=pk)
+        for pk in ids
+        for perm in perms
+    )
+    # 127.0.0.1: the development profile's ALLOWED_HOSTS (run() sets up no test
+    # environment, so "testserver" is not allowed).
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    return client
+
+
+def _measure(get, repeat) -> tuple[float, int]:
+    """(median seconds, queries) of one page; one warm-up call first (templates,
+    content types, the session's last-seen time), as a running server would have."""
+    get()
+    # With DEBUG on every query is logged, and the log is a bounded deque: once full its
+    # length stops growing and the context would count nothing. Empty it first.
+    reset_queries()
+    with CaptureQueriesContext(connection) as queries:
+        response = get()
+    if response.status_code != 200:
+        raise RuntimeError(f"benchmark page answered {response.status_code}")
+    return timed(get, repeat), len(queries.captured_queries)
 
 
 def run(sections, out, **options):

@@ -33,6 +33,10 @@ def _changed(instance, data: dict) -> list[str]:
 def case_open(*, actor: User, team, person: dict, aims: list, risk: str, request=None) -> Case:
     if not (actor.has_role(Role.COORDINATOR) or actor.has_role(Role.CASEWORKER)):
         raise PermissionDenied
+    if not (
+        team.members.filter(pk=actor.pk).exists() or team.coordinators.filter(pk=actor.pk).exists()
+    ):
+        raise PermissionDenied  # cases are opened only in one's own teams
     case = Case(team=team, aims=aims, risk=risk, created_by=actor, **person)
     case.save()
     StageChange.objects.create(case=case, to_stage=case.stage, changed_by=actor)

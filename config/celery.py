@@ -29,6 +29,10 @@ app.conf.beat_schedule = {
         "task": "casework.tasks.send_daily_reminders",
         "schedule": crontab(hour=6, minute=30),
     },
+    "consent-daily": {
+        "task": "contacts.tasks.consent_daily",
+        "schedule": crontab(hour=6, minute=10),
+    },
     "shred-expired-cases": {
         "task": "casework.tasks.shred_expired_cases",
         "schedule": crontab(hour=2, minute=23),

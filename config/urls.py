@@ -54,6 +54,7 @@ urlpatterns = [
     path("tasks/<uuid:task_pk>/status/", queue_views.task_status, name="task_status"),
     path("tasks/<uuid:task_pk>/comment/", queue_views.task_comment, name="task_comment"),
     path("tasks/<uuid:task_pk>/assign/", queue_views.task_assign, name="task_assign"),
+    path("", include("contacts.urls")),
     path("audit/", include("casework.audit_urls")),
     path("admin/", admin.site.urls),
 ]

@@ -46,6 +46,8 @@ def world(personas, settings, tmp_path):
         },
     )
     from casework import queues
+    from contacts import services as contact_services
+    from contacts.models import NoticeText
 
     task = queues.task_create(
         actor=personas.coordinator,
@@ -54,11 +56,38 @@ def world(personas, settings, tmp_path):
         aim="support",
         assignee=personas.caseworker,
     )
+    contact = contact_services.contact_save(
+        actor=personas.caseworker,
+        case=case,
+        data={"kind": "family", "name": "Sister Canary", "relationship": "sister"},
+    )
+    event = contact_services.consent_record(
+        actor=personas.caseworker,
+        case=case,
+        purpose="relay",
+        decision="granted",
+        method="in_person",
+        counterpart=contact,
+        notice=NoticeText.current("relay", "en"),
+        scan=SimpleUploadedFile("consent.pdf", b"%PDF signed"),
+    )
+    entry = contact_services.do_not_disclose_add(
+        actor=personas.caseworker,
+        case=case,
+        data={"name": "Elder Canary", "phone": "", "email": "", "note": ""},
+    )
+    message = contact_services.message_submit(
+        actor=personas.caseworker, case=case, contact=contact, direction="to_contact", body="hi"
+    )
     return {
         "case": case,
         "note": note,
         "attachment": Attachment.objects.get(note=note),
         "task": task,
+        "contact": contact,
+        "event": event,
+        "entry": entry,
+        "message": message,
     }
 
 
@@ -68,20 +97,26 @@ def object_params(world):
         "pk": world["case"].pk,
         "attachment_pk": world["attachment"].pk,
         "task_pk": world["task"].pk,
+        "contact_pk": world["contact"].pk,
+        "event_pk": world["event"].pk,
+        "entry_pk": world["entry"].pk,
+        "message_pk": world["message"].pk,
     }
 
 
 def case_urls(world):
-    """Every URL pattern that takes a case id (found from the URL configuration, so a
-    new case-scoped page is covered by the matrix without anyone adding it here)."""
-    values = {"pk": world["case"].pk, "attachment_pk": world["attachment"].pk}
+    """Every URL pattern that takes a case id or the id of something inside a case
+    (found from the URL configuration, so a new case-scoped page is covered by the
+    matrix without anyone adding it here)."""
+    values = object_params(world)
     urls = []
     for name, params in url_params().items():
-        if "pk" in params and reverse(name, kwargs={p: values[p] for p in params}).startswith(
-            "/cases/"
-        ):
+        if params and set(params) <= set(values):
             urls.append((name, reverse(name, kwargs={p: values[p] for p in params})))
-    assert len(urls) >= 12, urls
+        else:
+            # Any other id-taking pattern must be added to object_params() deliberately.
+            assert not any(p.endswith("pk") and p != "template_pk" for p in params), (name, params)
+    assert len(urls) >= 29, urls
     return urls
 
 
@@ -102,14 +137,13 @@ def test_access_matrix_outsiders_get_404_on_every_case_url(world, personas):
 def test_access_matrix_no_such_case_looks_the_same(world, personas):
     client = login_verified(Client(), personas.caseworker)
     ghost = {
-        "pk": "00000000-0000-4000-8000-000000000000",
-        "attachment_pk": "00000000-0000-4000-8000-000000000001",
+        p: f"00000000-0000-4000-8000-00000000000{i}" for i, p in enumerate(object_params(world))
     }
     for name, params in url_params().items():
-        if "pk" in params:
+        if params and set(params) <= set(ghost):
             url = reverse(name, kwargs={p: ghost[p] for p in params})
-            if url.startswith("/cases/"):
-                assert client.get(url).status_code == 404, name
+            assert client.get(url).status_code == 404, name
+            assert client.post(url).status_code == 404, name
 
 
 def test_access_matrix_people_with_access_get_pages(world, personas):
@@ -470,3 +504,25 @@ def test_login_and_logout_write_events(personas):
     assert actions == ["auth.login_failed", "auth.login", "auth.logout"]
     assert "caseworker" not in str(AccessEvent.objects.get(action="auth.login_failed").detail)
     assert io  # keep import used for readability of upload helpers
+
+
+def test_a_whereabouts_grant_alone_opens_nothing(world, personas):
+    loner = make_user("loner", "caseworker")
+    personas.team.members.add(loner)
+    grant(world["case"], loner, "whereabouts")
+    client = login_verified(Client(), loner)
+    assert client.get(reverse("whereabouts", args=[world["case"].pk])).status_code == 404
+    assert not access.cases_for_user(loner, access.WHEREABOUTS).exists()
+
+
+def test_cases_open_only_in_ones_own_teams(personas):
+    from django.core.exceptions import PermissionDenied
+
+    with pytest.raises(PermissionDenied):
+        services.case_open(
+            actor=personas.caseworker,
+            team=personas.other_team,
+            person={"legal_name": "X"},
+            aims=[],
+            risk="low",
+        )

@@ -1,13 +1,15 @@
-"""Demo data for `make run`: one user per role, a few teams. Safe to run again."""
+"""Demo data for `make run`: one user per role, a few teams, a dozen cases. Safe to run again."""
 
 import base64
+import datetime
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from casework.models import Role, Team, User
+from casework import services
+from casework.models import Aim, Case, Risk, Role, Stage, Team, User
 
 DEMO_PASSWORD = "passage-demo-2026"
 
@@ -27,20 +29,405 @@ DEMO_TEAMS = [
     ("Family reunification", ["coordinator"], ["caseworker2"]),
 ]
 
+REFUGE, RESETTLEMENT, REUNIFICATION = (team for team, _c, _m in DEMO_TEAMS)
+
+
+def person(legal_name, *, other_names=(), **fields) -> dict:
+    """Every person field, empty unless given (as the intake form hands them over)."""
+    out = {name: None for name in Case.PERSON_FIELDS}
+    out.update(
+        gender="", nationalities="", languages="", circumstances="", needs="", safety_notes=""
+    )
+    out.update(legal_name=legal_name, other_names=list(other_names), **fields)
+    return out
+
+
+def place(country, city, address, phone, *, email="", safe_contact="", code_word="") -> dict:
+    return {
+        "country": country,
+        "city": city,
+        "address": address,
+        "phone": phone,
+        "email": email,
+        "safe_contact": safe_contact,
+        "code_word": code_word,
+    }
+
+
+D = datetime.date
+
+# Made-up people. Every place, street and number below is fictional: the countries and
+# towns come from novels and films, the phone numbers from ranges reserved for drama
+# (Ofcom 07700 900xxx, PTS 070-17406xx, NANP 555-01xx), the e-mail domain is example.org.
+#
+# opened_by: who opens the case (a caseworker opening one is granted "work" at once);
+# grants: coordinator's grants by username; stages: the path after intake;
+# notes: (author, body, restricted).
+DEMO_CASES = [
+    {
+        "team": REFUGE,
+        "opened_by": "coordinator",
+        "person": person(
+            "مریم کریمی",
+            other_names=["Maryam Karimi", "Maryam Karimi-Tehrani", "خواهر مهتاب"],
+            birth_date=D(1994, 3, 21),
+            gender="female",
+            nationalities="Iranian",
+            languages="Persian, English",
+            left_on=D(2026, 9, 2),
+            circumstances="Left the community house at night with one bag. Lived in the "
+            "group for eleven years; her passport was kept by the leadership.",
+            needs="Safe housing, a new passport, counselling in Persian.",
+            safety_notes="Members have phoned her sister asking where she is. Do not confirm "
+            "to anyone that she is in contact with us.",
+        ),
+        "aims": [Aim.REFUGE, Aim.SUPPORT],
+        "risk": Risk.HIGH,
+        "stages": [Stage.REFUGE],
+        "grants": {"caseworker": ["work", "whereabouts"]},
+        "whereabouts": place(
+            "Freedonia",
+            "Musterstadt",
+            "Musterstraße 1, 2nd floor (shelter)",
+            "+44 7700 900123",
+            safe_contact="Text first; she calls back from the shelter phone.",
+            code_word="lantern",
+        ),
+        "notes": [
+            (
+                "caseworker",
+                "First meeting at the shelter. Tired but clear about what she wants.",
+                False,
+            ),
+            ("caseworker", "Passport replacement: appointment booked at the consulate.", False),
+            (
+                "caseworker",
+                "She named two members who still contact her family; details kept here only.",
+                True,
+            ),
+        ],
+    },
+    {
+        "team": REFUGE,
+        "opened_by": "coordinator",
+        "person": person(
+            "علی رضایی",
+            other_names=["Ali Rezaei", "Ali Rezaie", "برادر نور"],
+            birth_year=1988,
+            gender="male",
+            nationalities="Iranian",
+            languages="Persian, Turkish",
+            left_on=D(2026, 11, 20),
+            circumstances="Was a mid-level leader inside the group ('Brother Light'). Left "
+            "after a dispute about money.",
+            needs="Emergency housing, legal advice on the debts signed in his name.",
+            safety_notes="Group leadership considers him a traitor. Meet only in public places.",
+        ),
+        "aims": [Aim.REFUGE],
+        "risk": Risk.CRITICAL,
+        "stages": [],
+        "grants": {"caseworker": ["work"]},
+        "notes": [
+            (
+                "coordinator",
+                "Referral by phone from a former member. Intake meeting arranged.",
+                False,
+            ),
+            (
+                "caseworker",
+                "Asked for legal advice before anything else; referred to the clinic.",
+                False,
+            ),
+        ],
+    },
+    {
+        "team": REFUGE,
+        "opened_by": "caseworker",
+        "person": person(
+            "Emre Yıldız",
+            other_names=["Emre Yildiz", "Kardeş Umut"],
+            birth_date=D(1999, 7, 9),
+            gender="male",
+            nationalities="Turkish",
+            languages="Turkish, German",
+            left_on=D(2026, 10, 14),
+            circumstances="Born into the group; left with help from a school friend.",
+            needs="Somewhere to live, help finishing his vocational training.",
+        ),
+        "aims": [Aim.REFUGE, Aim.SUPPORT],
+        "risk": Risk.MEDIUM,
+        "stages": [Stage.REFUGE],
+        "grants": {},
+        "notes": [
+            ("caseworker", "Settled into the shelter. Sleeps badly; counselling offered.", False),
+            ("caseworker", "Wants his mother to know he is safe, but not where he is.", True),
+        ],
+    },
+    {
+        "team": REFUGE,
+        "opened_by": "coordinator",
+        "person": person(
+            "Ingrid Solberg",
+            other_names=["Sister Morning"],
+            birth_year=1971,
+            gender="female",
+            nationalities="Norwegian",
+            languages="Norwegian, English",
+            left_on=D(2025, 4, 30),
+            circumstances="Left the group in spring 2025 after twenty years.",
+            needs="Counselling; now settled and working.",
+        ),
+        "aims": [Aim.SUPPORT],
+        "risk": Risk.LOW,
+        "stages": [Stage.REFUGE, Stage.CLOSED],
+        "grants": {"caseworker": ["work"]},
+        "notes": [
+            ("caseworker", "Counselling finished; she feels ready to go on alone.", False),
+            ("coordinator", "Closed at her request. She may contact us again at any time.", False),
+        ],
+    },
+    {
+        "team": REFUGE,
+        "opened_by": "coordinator",
+        "person": person(
+            "Mikkel Sørensen",
+            other_names=["Mikkel Sorensen"],
+            birth_year=2003,
+            gender="male",
+            nationalities="Danish",
+            languages="Danish, English",
+            left_on=D(2026, 11, 25),
+            circumstances="Called the helpline from a train station.",
+        ),
+        "aims": [Aim.REFUGE],
+        "risk": Risk.HIGH,
+        "stages": [],
+        "grants": {},  # just in: no caseworker yet
+        "notes": [
+            ("coordinator", "Helpline call; a caseworker will be assigned in the morning.", False),
+            (
+                "coordinator",
+                "Staying with a friend tonight; the friend's address is known to the group.",
+                True,
+            ),
+        ],
+    },
+    {
+        "team": RESETTLEMENT,
+        "opened_by": "coordinator",
+        "person": person(
+            "Astrid Nyström",
+            other_names=["Astrid Nystrom", "Sister Dawn"],
+            birth_date=D(1985, 12, 1),
+            gender="female",
+            nationalities="Swedish",
+            languages="Swedish, English",
+            left_on=D(2026, 2, 11),
+            circumstances="Left with her two children after the group moved abroad.",
+            needs="School places for the children, a flat, a job in bookkeeping.",
+        ),
+        "aims": [Aim.RESETTLEMENT, Aim.SUPPORT],
+        "risk": Risk.MEDIUM,
+        "stages": [Stage.REFUGE, Stage.RESETTLEMENT],
+        "grants": {"caseworker": ["work", "whereabouts"], "caseworker2": ["view"]},
+        "whereabouts": place(
+            "Ruritania",
+            "Ankeborg",
+            "Exempelgatan 12 B",
+            "+46 70 174 06 12",
+            email="astrid.demo@example.org",
+            safe_contact="E-mail is safe; the phone may be shared with her ex-partner.",
+        ),
+        "notes": [
+            ("caseworker", "Flat viewing went well; the landlord accepts the guarantee.", False),
+            ("caseworker", "Both children have school places from January.", False),
+            (
+                "caseworker",
+                "Her ex-partner is still a member and asks the children about her plans.",
+                True,
+            ),
+        ],
+    },
+    {
+        "team": RESETTLEMENT,
+        "opened_by": "coordinator",
+        "person": person(
+            "Lukas Becker",
+            other_names=["Bruder Lukas"],
+            birth_date=D(1979, 5, 17),
+            gender="male",
+            nationalities="German",
+            languages="German",
+            left_on=D(2026, 1, 8),
+            circumstances="Worked unpaid for the group's businesses for fifteen years.",
+            needs="Pension records, a bank account, job training.",
+        ),
+        "aims": [Aim.RESETTLEMENT],
+        "risk": Risk.LOW,
+        "stages": [Stage.RESETTLEMENT],
+        "grants": {"caseworker2": ["work"]},
+        "notes": [
+            ("caseworker2", "Bank account opened. Job training starts next month.", False),
+            (
+                "caseworker2",
+                "Pension office needs proof of the unpaid years: letter drafted.",
+                False,
+            ),
+        ],
+    },
+    {
+        "team": RESETTLEMENT,
+        "opened_by": "coordinator",
+        "person": person(
+            "فاطمه احمدی",
+            other_names=["Fatemeh Ahmadi", "Fatima Ahmadi"],
+            birth_year=1990,
+            gender="female",
+            nationalities="Iranian, Swedish",
+            languages="Persian, Swedish",
+            left_on=D(2026, 6, 3),
+            circumstances="Left after the group told her to divorce her husband.",
+            needs="Work permit questions, Swedish course, housing.",
+        ),
+        "aims": [Aim.RESETTLEMENT, Aim.SUPPORT],
+        "risk": Risk.MEDIUM,
+        "stages": [Stage.REFUGE, Stage.RESETTLEMENT],
+        "grants": {"caseworker": ["work"], "caseworker2": ["work"]},
+        "notes": [
+            ("caseworker2", "جلسه اول به فارسی برگزار شد. برای کلاس زبان ثبت‌نام کرد.", False),
+            ("caseworker", "Housing application submitted.", False),
+            ("caseworker2", "Her husband is still inside; she fears he will be pressured.", True),
+        ],
+    },
+    {
+        "team": RESETTLEMENT,
+        "opened_by": "coordinator",
+        "sealed": True,
+        "person": person(
+            "رضا موسوی",
+            other_names=["Reza Mousavi", "Reza Musavi", "استاد رضا"],
+            birth_date=D(1968, 10, 5),
+            gender="male",
+            nationalities="Iranian",
+            languages="Persian, English, Arabic",
+            left_on=D(2026, 8, 19),
+            circumstances="A former member of the group's inner council; cooperating with an "
+            "inquiry.",
+            needs="Protection, legal support, a new identity may be needed.",
+            safety_notes="Sealed: only named staff. Never discuss this case on the phone.",
+        ),
+        "aims": [Aim.RESETTLEMENT],
+        "risk": Risk.CRITICAL,
+        "stages": [Stage.RESETTLEMENT],
+        "grants": {"caseworker2": ["work", "whereabouts"]},
+        "whereabouts": place(
+            "Borduria",
+            "Springfield",
+            "Calle Falsa 123",
+            "+1 555 0142",
+            safe_contact="Only through his lawyer's office.",
+            code_word="orchard",
+        ),
+        "notes": [
+            ("caseworker2", "Meeting with his lawyer; next steps agreed.", False),
+            ("caseworker2", "He gave names of people still at risk inside; kept here only.", True),
+        ],
+    },
+    {
+        "team": REUNIFICATION,
+        "opened_by": "coordinator",
+        "person": person(
+            "Lucía Fernández Ortega",
+            other_names=["Lucia Fernandez", "Hermana Luz"],
+            birth_date=D(1982, 8, 30),
+            gender="female",
+            nationalities="Spanish",
+            languages="Spanish, English",
+            left_on=D(2025, 11, 2),
+            circumstances="Left the group; her teenage son stayed with his father inside.",
+            needs="Contact with her son, family-court support.",
+        ),
+        "aims": [Aim.REUNIFICATION],
+        "risk": Risk.HIGH,
+        "stages": [Stage.RESETTLEMENT, Stage.REUNIFICATION],
+        "grants": {"caseworker2": ["work", "whereabouts"]},
+        "whereabouts": place(
+            "Freedonia",
+            "Musterstadt",
+            "Calle Falsa 45, 1º izq.",
+            "+44 7700 900456",
+            email="lucia.demo@example.org",
+        ),
+        "notes": [
+            ("caseworker2", "The court has set a hearing on contact with her son.", False),
+            ("caseworker2", "Her son wrote to her secretly; letter kept by her lawyer.", True),
+        ],
+    },
+    {
+        "team": REUNIFICATION,
+        "opened_by": "caseworker2",
+        "person": person(
+            "زهرا حسینی",
+            other_names=["Zahra Hosseini", "Zahra Hoseini", "خواهر امید"],
+            birth_year=1997,
+            gender="female",
+            nationalities="Iranian",
+            languages="Persian",
+            left_on=D(2026, 5, 12),
+            circumstances="Her parents left the group last year; she followed in May.",
+            needs="To meet her parents safely; help with documents.",
+        ),
+        "aims": [Aim.REUNIFICATION, Aim.SUPPORT],
+        "risk": Risk.MEDIUM,
+        "stages": [Stage.REUNIFICATION],
+        "grants": {"caseworker2": ["whereabouts"]},
+        "whereabouts": place("Ruritania", "Ankeborg", "Exempelgatan 7", "+46 70 174 06 45"),
+        "notes": [
+            ("caseworker2", "Her parents agreed to a first meeting at our office.", False),
+            ("caseworker2", "Meeting went well; a second one is planned.", False),
+        ],
+    },
+    {
+        "team": REUNIFICATION,
+        "opened_by": "coordinator",
+        "person": person(
+            "Katharina Vogel",
+            other_names=["Schwester Katharina"],
+            birth_date=D(1992, 1, 23),
+            gender="female",
+            nationalities="German, Austrian",
+            languages="German, English",
+            left_on=D(2026, 11, 1),
+            circumstances="Wants to find her brother, who left the group years ago.",
+        ),
+        "aims": [Aim.REUNIFICATION, Aim.SUPPORT],
+        "risk": Risk.LOW,
+        "stages": [],
+        "grants": {"caseworker2": ["work"]},
+        "notes": [
+            ("coordinator", "Intake by video call.", False),
+            ("caseworker2", "Searching the family-request records for her brother.", False),
+        ],
+    },
+]
+
 
 class Command(BaseCommand):
-    help = "Create demo staff, teams and second-factor devices (DEBUG only)."
+    help = "Create demo staff, teams, second-factor devices and cases (DEBUG only)."
 
     def handle(self, *args, **options):
         if not settings.DEBUG:
             raise CommandError("seed_demo only runs with DEBUG on: it creates known passwords.")
         with transaction.atomic():
             users = {row[0]: self.user(*row) for row in DEMO_USERS}
+            teams = {}
             for name, coordinators, members in DEMO_TEAMS:
                 team, _ = Team.objects.get_or_create(name=name)
                 team.coordinators.add(*(users[u] for u in coordinators))
                 team.members.add(*(users[u] for u in members))
+                teams[name] = team
         self.print_logins(users)
+        self.seed_cases(users, teams)
 
     def user(self, username, first, last, role):
         user, created = User.objects.get_or_create(
@@ -54,6 +441,59 @@ class Command(BaseCommand):
         if not TOTPDevice.objects.filter(user=user, confirmed=True).exists():
             TOTPDevice.objects.create(user=user, name="Demo authenticator", confirmed=True)
         return user
+
+    def seed_cases(self, users, teams):
+        # Any case in a demo team means the demo cases are there (or someone is using
+        # the demo teams for real work): add none. One transaction, so a failed run
+        # leaves no half set behind that would block the next one.
+        if Case.objects.filter(team__in=teams.values()).exists():
+            self.stdout.write("Demo cases: already there, none added.")
+            return
+        with transaction.atomic():
+            cases = [self.open_case(spec, users, teams) for spec in DEMO_CASES]
+        # Counts only: names of (even made-up) people never go to the terminal.
+        sealed = sum(c.sealed for c in cases)
+        closed = sum(c.stage == Stage.CLOSED for c in cases)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo cases: {len(cases)} opened in {len(teams)} teams "
+                f"({sealed} sealed, {closed} closed), with notes, whereabouts and grants."
+            )
+        )
+
+    def open_case(self, spec, users, teams) -> Case:
+        """Through the services, as staff would: each step writes its access event."""
+        coordinator = users["coordinator"]
+        case = services.case_open(
+            actor=users[spec["opened_by"]],
+            team=teams[spec["team"]],
+            person=spec["person"],
+            aims=spec["aims"],
+            risk=spec["risk"],
+        )
+        for username, levels in spec["grants"].items():
+            for level in levels:
+                services.access_grant(
+                    actor=coordinator, case=case, user=users[username], level=level
+                )
+        for stage in spec["stages"]:
+            services.case_change_stage(actor=coordinator, case=case, stage=stage)
+        if spec.get("whereabouts"):
+            services.whereabouts_save(
+                actor=self.worker(spec, users), case=case, data=spec["whereabouts"]
+            )
+        for author, body, restricted in spec["notes"]:
+            services.note_add(actor=users[author], case=case, body=body, restricted=restricted)
+        if spec.get("sealed"):
+            services.case_seal(actor=coordinator, case=case, sealed=True)
+        return case
+
+    def worker(self, spec, users) -> User:
+        """Who keeps the whereabouts: the caseworker granted them, else the coordinator."""
+        for username, levels in spec["grants"].items():
+            if "whereabouts" in levels:
+                return users[username]
+        return users["coordinator"]
 
     def print_logins(self, users):
         out = self.stdout

@@ -1,0 +1,283 @@
+"""Contacts, consent and messages: each change writes its access event in the same
+transaction; every disclosure goes through require_consent()."""
+
+import re
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from casework import audit, vault
+from casework.models import Whereabouts
+
+from .consent import require_consent
+from .models import (
+    NAMED_PURPOSES,
+    ConsentEvent,
+    Contact,
+    DoNotDisclose,
+    Message,
+    NoticeText,
+    Purpose,
+    Thread,
+)
+
+
+@transaction.atomic
+def contact_save(
+    *, actor, case, data: dict, contact: Contact | None = None, request=None
+) -> Contact:
+    adding = contact is None
+    contact = contact or Contact(case=case, created_by=actor)
+    changed = [
+        k
+        for k, v in data.items()
+        if adding and v not in (None, "") or not adding and (getattr(contact, k) or "") != (v or "")
+    ]
+    for name, value in data.items():
+        setattr(contact, name, value)
+    contact.save()
+    audit.record(
+        actor,
+        "contact.created" if adding else "contact.updated",
+        case=case,
+        obj=contact,
+        fields=changed,
+        request=request,
+    )
+    return contact
+
+
+@transaction.atomic
+def do_not_disclose_add(*, actor, case, data: dict, request=None) -> DoNotDisclose:
+    if not any(data.get(k) for k in ("name", "phone", "email")):
+        raise ValidationError(_("Enter at least a name, a phone number or an e-mail address."))
+    entry = DoNotDisclose(case=case, created_by=actor, **data)
+    entry.save()
+    audit.record(
+        actor,
+        "do_not_disclose.added",
+        case=case,
+        obj=entry,
+        request=request,
+        fields=[k for k, v in data.items() if v],
+    )
+    return entry
+
+
+@transaction.atomic
+def do_not_disclose_remove(*, actor, case, entry: DoNotDisclose, request=None) -> None:
+    from casework.models import BlindIndexEntry
+
+    BlindIndexEntry.objects.filter(row_id=entry.pk).delete()
+    audit.record(actor, "do_not_disclose.removed", case=case, obj=entry, request=request)
+    entry.delete()
+
+
+def _stop_waiting_messages(*, case, counterpart=None, actor=None, request=None) -> int:
+    messages = Message.objects.filter(thread__case=case, status__in=Message.WAITING)
+    if counterpart is not None:
+        messages = messages.filter(thread__contact=counterpart)
+    stopped = messages.update(status=Message.Status.STOPPED)
+    if stopped:
+        audit.record(
+            actor, "message.stopped", case=case, request=request, detail={"messages": stopped}
+        )
+    return stopped
+
+
+@transaction.atomic
+def consent_record(
+    *,
+    actor,
+    case,
+    purpose: str,
+    decision: str,
+    method: str,
+    subject: Contact | None = None,
+    counterpart: Contact | None = None,
+    notice: NoticeText | None = None,
+    witness=None,
+    expires_on=None,
+    scan=None,
+    remarks: str = "",
+    request=None,
+) -> ConsentEvent:
+    """Append a consent event, after checking that it can stand as evidence.
+
+    A grant or decline needs the notice that was shown; verbal consent needs a second
+    staff member as witness; signed paper needs its scan; a named purpose needs its
+    contact. A withdrawal or decline of message relay stops messages still waiting.
+    """
+    if purpose in NAMED_PURPOSES and counterpart is None:
+        raise ValidationError(_("Choose the contact this consent is about."))
+    for contact in (subject, counterpart):
+        if contact is not None and contact.case_id != case.pk:
+            raise ValidationError(_("That contact belongs to another case."))
+    if (
+        decision in (ConsentEvent.Decision.GRANTED, ConsentEvent.Decision.DECLINED)
+        and notice is None
+    ):
+        raise ValidationError(_("Show the notice text and record which one was shown."))
+    if method == ConsentEvent.Method.VERBAL and (witness is None or witness == actor):
+        raise ValidationError(_("Verbal consent needs a second staff member as witness."))
+    if method == ConsentEvent.Method.SIGNED_PAPER and scan is None and decision == "granted":
+        raise ValidationError(_("Attach the scan of the signed paper."))
+    blob = vault.save_file(case.data_key, scan.read()) if scan is not None else ""
+    event = ConsentEvent(
+        case=case,
+        subject=subject,
+        purpose=purpose,
+        counterpart=counterpart if purpose in NAMED_PURPOSES else None,
+        decision=decision,
+        notice=notice,
+        notice_sha256=notice.sha256 if notice else "",
+        method=method,
+        scan_blob=blob,
+        recorded_by=actor,
+        witness=witness,
+        expires_on=expires_on if decision == ConsentEvent.Decision.GRANTED else None,
+        remarks=remarks,
+    )
+    event.save()
+    audit.record(
+        actor,
+        "consent.recorded",
+        case=case,
+        obj=event,
+        request=request,
+        detail={
+            "purpose": purpose,
+            "decision": decision,
+            "method": method,
+            "notice": event.notice_sha256[:12],
+        },
+    )
+    if decision != ConsentEvent.Decision.GRANTED and purpose in (Purpose.RELAY, Purpose.PROCESSING):
+        _stop_waiting_messages(
+            case=case, counterpart=event.counterpart, actor=actor, request=request
+        )
+    return event
+
+
+@transaction.atomic
+def consent_lapse(*, case, event: ConsentEvent) -> ConsentEvent:
+    """The daily check's entry for a grant past its expiry date."""
+    lapsed = ConsentEvent(
+        case=case,
+        subject=event.subject,
+        purpose=event.purpose,
+        counterpart=event.counterpart,
+        decision=ConsentEvent.Decision.LAPSED,
+        method=event.method,
+        recorded_by=None,
+    )
+    lapsed.save()
+    audit.record(None, "consent.lapsed", case=case, obj=lapsed, detail={"purpose": event.purpose})
+    if event.purpose in (Purpose.RELAY, Purpose.PROCESSING):
+        _stop_waiting_messages(case=case, counterpart=event.counterpart)
+    return lapsed
+
+
+def consent_withdraw(
+    *, actor, case, event: ConsentEvent, method: str, witness=None, request=None
+) -> ConsentEvent:
+    """Withdrawal is a new event; it takes effect at once."""
+    return consent_record(
+        actor=actor,
+        case=case,
+        purpose=event.purpose,
+        decision=ConsentEvent.Decision.WITHDRAWN,
+        method=method,
+        subject=event.subject,
+        counterpart=event.counterpart,
+        witness=witness,
+        request=request,
+    )
+
+
+# --- Messages ---------------------------------------------------------------------------------
+@transaction.atomic
+def message_submit(
+    *, actor, case, contact: Contact, direction: str, body: str, request=None
+) -> Message:
+    require_consent(case, Purpose.RELAY, contact)
+    thread, _created = Thread.objects.get_or_create(case=case, contact=contact)
+    message = Message(thread=thread, direction=direction, body=body, created_by=actor)
+    message.save()
+    audit.record(
+        actor,
+        "message.submitted",
+        case=case,
+        obj=message,
+        request=request,
+        detail={"direction": direction},
+    )
+    return message
+
+
+@transaction.atomic
+def message_review(
+    *, actor, case, message: Message, decision: str, reason: str = "", request=None
+) -> None:
+    if message.status != Message.Status.PENDING:
+        raise ValidationError(_("This message was reviewed already."))
+    if decision in ("return", "block") and not reason.strip():
+        raise ValidationError(_("Give a reason when you return or block a message."))
+    if decision == "approve":
+        require_consent(case, Purpose.RELAY, message.thread.contact)
+    message.status = {
+        "approve": Message.Status.APPROVED,
+        "return": Message.Status.RETURNED,
+        "block": Message.Status.BLOCKED,
+    }[decision]
+    message.review_reason = reason
+    message.reviewed_by, message.reviewed_at = actor, timezone.now()
+    message.save()
+    action = {"approve": "approved", "return": "returned", "block": "blocked"}[decision]
+    audit.record(actor, f"message.{action}", case=case, obj=message, request=request)
+
+
+@transaction.atomic
+def message_deliver(*, actor, case, message: Message, request=None) -> None:
+    """Delivery checks consent again: a withdrawal after approval still stops it."""
+    if message.status != Message.Status.APPROVED:
+        raise ValidationError(_("Only an approved message can be delivered."))
+    require_consent(case, Purpose.RELAY, message.thread.contact)
+    updated = Message.objects.filter(pk=message.pk, status=Message.Status.APPROVED).update(
+        status=Message.Status.DELIVERED, delivered_at=timezone.now()
+    )
+    if updated:
+        audit.record(actor, "message.delivered", case=case, obj=message, request=request)
+
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+", re.UNICODE)
+_URL = re.compile(r"(https?://|www\.)\S+|\b[\w-]+\.(com|org|net|ir|de|info|io|me|app)\b", re.I)
+_PHONE = re.compile(r"(?:\+|00)?\d[\d\s().-]{5,}\d")
+
+
+def review_warnings(case, message: Message) -> list[tuple[str, str]]:
+    """What a reviewer must look at before approving: (code, the text that matched)."""
+    text = message.body or ""
+    digits_text = vault.normalise(text)  # Persian and Arabic digits become ASCII
+    warnings = []
+    for match in _PHONE.finditer(digits_text):
+        if len(re.sub(r"\D", "", match.group())) >= 7:
+            warnings.append(("phone", match.group().strip()))
+    emails = list(_EMAIL.finditer(text))
+    warnings += [("email", m.group()) for m in emails]
+    warnings += [
+        ("url", m.group())
+        for m in _URL.finditer(text)
+        if not any(e.start() <= m.start() < e.end() for e in emails)
+    ]
+    place = Whereabouts.objects.filter(case=case).first()
+    if place is not None:
+        haystack = f" {vault.normalise(text)} "
+        for value in place.places():
+            for candidate in {value, *value.splitlines()}:
+                needle = vault.normalise(candidate)
+                if len(needle) >= 3 and f" {needle} " in haystack:
+                    warnings.append(("place", candidate.strip()))
+    return warnings

@@ -1,0 +1,392 @@
+"""Contacts, consent, do-not-disclose and mediated messages of a case."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import get_language
+from django.utils.translation import gettext as _
+from django.views.decorators.debug import sensitive_post_parameters
+
+from casework import access, audit, vault
+from casework.access import get_case_for_user
+
+from . import consent, services
+from .forms import (
+    ConsentRecordForm,
+    ConsentStartForm,
+    ContactForm,
+    DoNotDiscloseForm,
+    MessageForm,
+    ReviewForm,
+    WithdrawForm,
+    witnesses_for,
+)
+from .models import (
+    NAMED_PURPOSES,
+    ConsentEvent,
+    Contact,
+    DoNotDisclose,
+    Message,
+    NoticeText,
+    Purpose,
+)
+
+
+def _post_only(request):
+    return None if request.method == "POST" else HttpResponseNotAllowed(["POST"])
+
+
+def _errors_to_messages(request, form_or_exc):
+    errors = (
+        form_or_exc.messages
+        if isinstance(form_or_exc, ValidationError)
+        else [e for errs in form_or_exc.errors.values() for e in errs]
+    )
+    for error in errors:
+        messages.error(request, error)
+
+
+@sensitive_post_parameters()
+@login_required
+def contacts(request, pk):
+    case = get_case_for_user(request, pk)
+    can_change = access.can(request.user, access.CHANGE, case)
+    form = ContactForm(request.POST or None)
+    if request.method == "POST":
+        if not can_change:
+            raise PermissionDenied
+        if form.is_valid():
+            services.contact_save(
+                actor=request.user,
+                case=case,
+                request=request,
+                data={k: form.cleaned_data[k] for k in ContactForm.FIELDS},
+            )
+            messages.success(request, _("Contact added."))
+            return redirect("case_contacts", pk=case.pk)
+    people = list(case.contacts.order_by("created_at"))
+    audit.record(
+        request.user, "contact.listed", case=case, request=request, detail={"contacts": len(people)}
+    )
+    return render(
+        request,
+        "contacts/contacts.html",
+        {
+            "case": case,
+            "contacts": people,
+            "form": form,
+            "can_change": can_change,
+            "grants": consent.current_grants(case),
+        },
+    )
+
+
+@sensitive_post_parameters()
+@login_required
+def contact_edit(request, pk, contact_pk):
+    case = get_case_for_user(request, pk, access.CHANGE)
+    contact = get_object_or_404(Contact, pk=contact_pk, case=case)
+    contact.case = case
+    initial = {k: getattr(contact, k) for k in ContactForm.FIELDS}
+    form = ContactForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        services.contact_save(
+            actor=request.user,
+            case=case,
+            contact=contact,
+            request=request,
+            data={k: form.cleaned_data[k] for k in ContactForm.FIELDS},
+        )
+        messages.success(request, _("Contact saved."))
+        return redirect("case_contacts", pk=case.pk)
+    if request.method == "GET":
+        audit.record(request.user, "contact.viewed", case=case, obj=contact, request=request)
+    return render(
+        request, "contacts/contact_form.html", {"case": case, "contact": contact, "form": form}
+    )
+
+
+@login_required
+def consent_page(request, pk):
+    case = get_case_for_user(request, pk)
+    events = list(consent.timeline(case))
+    start = ConsentStartForm(contacts=case.contacts.all(), initial={"language": get_language()})
+    audit.record(request.user, "consent.viewed", case=case, request=request)
+    return render(
+        request,
+        "contacts/consent.html",
+        {
+            "case": case,
+            "events": events,
+            "grants": consent.current_grants(case, events),
+            "start": start,
+            "can_change": access.can(request.user, access.CHANGE, case),
+            "withdraw_form": WithdrawForm(witnesses=witnesses_for(case, request.user)),
+        },
+    )
+
+
+@login_required
+def consent_record(request, pk):
+    """Step 2: the notice text for the chosen purpose and language, then the answer."""
+    case = get_case_for_user(request, pk, access.CHANGE)
+    params = request.POST if request.method == "POST" else request.GET
+    start = ConsentStartForm(params, contacts=case.contacts.all())
+    if not start.is_valid():
+        _errors_to_messages(request, start)
+        return redirect("consent", pk=case.pk)
+    chosen = start.cleaned_data
+    if chosen["purpose"] in NAMED_PURPOSES and chosen["counterpart"] is None:
+        messages.error(request, _("Choose the contact this consent is about."))
+        return redirect("consent", pk=case.pk)
+    notice = NoticeText.current(chosen["purpose"], chosen["language"])
+    witnesses = witnesses_for(case, request.user)
+    form = ConsentRecordForm(request.POST or None, request.FILES or None, witnesses=witnesses)
+    if request.method == "POST" and form.is_valid():
+        if str(notice.pk) != request.POST.get("notice"):
+            messages.error(
+                request, _("The notice text changed meanwhile. Read the new text with the person.")
+            )
+        else:
+            data = form.cleaned_data
+            try:
+                services.consent_record(
+                    actor=request.user,
+                    case=case,
+                    purpose=chosen["purpose"],
+                    decision=data["decision"],
+                    method=data["method"],
+                    subject=chosen["subject"],
+                    counterpart=chosen["counterpart"],
+                    notice=notice,
+                    witness=data["witness"],
+                    expires_on=data["expires_on"],
+                    scan=data["scan"],
+                    remarks=data["remarks"],
+                    request=request,
+                )
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                messages.success(request, _("Consent recorded."))
+                return redirect("consent", pk=case.pk)
+    return render(
+        request,
+        "contacts/consent_record.html",
+        {
+            "case": case,
+            "chosen": chosen,
+            "notice": notice,
+            "form": form,
+            "start": start,
+            "purpose_label": Purpose(chosen["purpose"]).label,
+        },
+    )
+
+
+@login_required
+def consent_withdraw(request, pk, event_pk):
+    case = get_case_for_user(request, pk, access.CHANGE)
+    if (refused := _post_only(request)) is not None:
+        return refused
+    event = get_object_or_404(ConsentEvent, pk=event_pk, case=case)
+    form = WithdrawForm(request.POST, witnesses=witnesses_for(case, request.user))
+    if form.is_valid():
+        try:
+            services.consent_withdraw(
+                actor=request.user,
+                case=case,
+                event=event,
+                method=form.cleaned_data["method"],
+                witness=form.cleaned_data["witness"],
+                request=request,
+            )
+        except ValidationError as exc:
+            _errors_to_messages(request, exc)
+        else:
+            messages.success(
+                request, _("Consent withdrawn. It takes effect now; waiting messages were stopped.")
+            )
+    else:
+        _errors_to_messages(request, form)
+    return redirect("consent", pk=case.pk)
+
+
+@login_required
+def consent_scan(request, pk, event_pk):
+    case = get_case_for_user(request, pk)
+    event = get_object_or_404(ConsentEvent, pk=event_pk, case=case)
+    if not event.scan_blob:
+        raise Http404
+    data = vault.open_file(case.data_key, event.scan_blob)
+    audit.record(request.user, "consent.scan_viewed", case=case, obj=event, request=request)
+    response = HttpResponse(data, content_type="application/octet-stream")
+    response["Content-Disposition"] = 'attachment; filename="consent-scan"'
+    return response
+
+
+@sensitive_post_parameters()
+@login_required
+def do_not_disclose(request, pk):
+    case = get_case_for_user(request, pk)
+    can_change = access.can(request.user, access.CHANGE, case)
+    form = DoNotDiscloseForm(request.POST or None)
+    if request.method == "POST":
+        if not can_change:
+            raise PermissionDenied
+        if form.is_valid():
+            services.do_not_disclose_add(
+                actor=request.user, case=case, data=form.cleaned_data, request=request
+            )
+            messages.success(request, _("Added to the do-not-disclose list."))
+            return redirect("do_not_disclose", pk=case.pk)
+    entries = list(case.do_not_disclose.order_by("created_at"))
+    audit.record(request.user, "do_not_disclose.viewed", case=case, request=request)
+    return render(
+        request,
+        "contacts/do_not_disclose.html",
+        {"case": case, "entries": entries, "form": form, "can_change": can_change},
+    )
+
+
+@login_required
+def do_not_disclose_remove(request, pk, entry_pk):
+    case = get_case_for_user(request, pk, access.CHANGE)
+    if (refused := _post_only(request)) is not None:
+        return refused
+    entry = get_object_or_404(DoNotDisclose, pk=entry_pk, case=case)
+    services.do_not_disclose_remove(actor=request.user, case=case, entry=entry, request=request)
+    messages.success(request, _("Removed from the list."))
+    return redirect("do_not_disclose", pk=case.pk)
+
+
+@sensitive_post_parameters("body")
+@login_required
+def thread(request, pk, contact_pk):
+    case = get_case_for_user(request, pk)
+    contact = get_object_or_404(Contact, pk=contact_pk, case=case)
+    contact.case = case
+    can_change = access.can(request.user, access.CHANGE, case)
+    form = MessageForm(request.POST or None)
+    if request.method == "POST":
+        if not can_change:
+            raise PermissionDenied
+        if form.is_valid():
+            try:
+                services.message_submit(
+                    actor=request.user,
+                    case=case,
+                    contact=contact,
+                    direction=form.cleaned_data["direction"],
+                    body=form.cleaned_data["body"],
+                    request=request,
+                )
+            except consent.ConsentRequired as exc:
+                messages.error(request, str(exc))
+            else:
+                messages.success(
+                    request, _("Message saved. A caseworker reviews it before delivery.")
+                )
+                return redirect("thread", pk=case.pk, contact_pk=contact.pk)
+    items = list(
+        Message.objects.filter(thread__case=case, thread__contact=contact).select_related(
+            "created_by", "reviewed_by"
+        )
+    )
+    for item in items:
+        item.thread.case = case
+    audit.record(request.user, "message.thread_viewed", case=case, obj=contact, request=request)
+    return render(
+        request,
+        "contacts/thread.html",
+        {
+            "case": case,
+            "contact": contact,
+            "items": items,
+            "form": form,
+            "can_change": can_change,
+            "relay": consent.consent_state(case, "relay", contact),
+        },
+    )
+
+
+@login_required
+def review_queue(request):
+    if not access.works_on_cases(request.user):
+        raise PermissionDenied
+    visible = access.cases_for_user(request.user, access.CHANGE)
+    pending = list(
+        Message.objects.filter(status=Message.Status.PENDING, thread__case__in=visible)
+        .select_related("thread__case__data_key", "thread__case", "thread__contact")
+        .order_by("created_at")[:200]
+    )
+    approved = list(
+        Message.objects.filter(status=Message.Status.APPROVED, thread__case__in=visible)
+        .select_related("thread__case", "thread__contact")
+        .order_by("reviewed_at")[:200]
+    )
+    return render(request, "contacts/review_queue.html", {"pending": pending, "approved": approved})
+
+
+def _message_in(case, message_pk):
+    message = get_object_or_404(
+        Message.objects.select_related("thread__contact"), pk=message_pk, thread__case=case
+    )
+    message.thread.case = case
+    message.thread.contact.case = case
+    return message
+
+
+@login_required
+def review(request, pk, message_pk):
+    case = get_case_for_user(request, pk, access.CHANGE)
+    message = _message_in(case, message_pk)
+    form = ReviewForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.message_review(
+                actor=request.user,
+                case=case,
+                message=message,
+                decision=form.cleaned_data["decision"],
+                reason=form.cleaned_data["reason"],
+                request=request,
+            )
+        except (ValidationError, consent.ConsentRequired) as exc:
+            form.add_error(None, str(exc) if isinstance(exc, consent.ConsentRequired) else exc)
+        else:
+            messages.success(request, _("Review saved."))
+            return redirect("review_queue")
+    if request.method == "GET":
+        audit.record(request.user, "message.viewed", case=case, obj=message, request=request)
+    return render(
+        request,
+        "contacts/review.html",
+        {
+            "case": case,
+            "message": message,
+            "form": form,
+            "warnings": services.review_warnings(case, message),
+            "relay": consent.consent_state(case, "relay", message.thread.contact),
+        },
+    )
+
+
+@login_required
+def deliver(request, pk, message_pk):
+    case = get_case_for_user(request, pk, access.CHANGE)
+    if (refused := _post_only(request)) is not None:
+        return refused
+    message = _message_in(case, message_pk)
+    try:
+        services.message_deliver(actor=request.user, case=case, message=message, request=request)
+    except (ValidationError, consent.ConsentRequired) as exc:
+        messages.error(
+            request,
+            str(exc) if isinstance(exc, consent.ConsentRequired) else " ".join(exc.messages),
+        )
+    else:
+        messages.success(request, _("Marked as delivered."))
+    return redirect("review_queue")
