@@ -560,7 +560,7 @@ _CHAR_MAP = str.maketrans(
         **{chr(0x0660 + i): str(i) for i in range(10)},  # Arabic-Indic digits
     }
 )
-_SEPARATORS = re.compile(r"[\s\-\u2010-\u2015\u2212_.,;:/]+")
+_SEPARATORS = re.compile(r"[\s\-\u2010-\u2015\u2212_.,;:/\u060c\u061b]+")
 _APOSTROPHES = re.compile(r"['\u2018\u2019\u02bc\u02bb`\u00b4]")
 
 

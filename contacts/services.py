@@ -276,7 +276,7 @@ def review_warnings(case, message: Message) -> list[tuple[str, str]]:
     if place is not None:
         haystack = f" {vault.normalise(text)} "
         for value in place.places():
-            for candidate in {value, *value.splitlines()}:
+            for candidate in {value, *re.split(r"[\n,،;؛]+", value)}:
                 needle = vault.normalise(candidate)
                 if len(needle) >= 3 and f" {needle} " in haystack:
                     warnings.append(("place", candidate.strip()))
