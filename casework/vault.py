@@ -690,22 +690,36 @@ def blind_indexes(model) -> list[BlindIndex]:
     return list(getattr(model, "blind_indexes", ()))
 
 
-def update_blind_indexes(instance, *, only_if_dirty=True) -> None:
-    """Rewrite the index entries of one row (called by VaultModel.save)."""
+def update_blind_indexes(instance, *, only_if_dirty=True, adding=False) -> None:
+    """Rewrite the index entries of one row (called by VaultModel.save).
+
+    One DELETE (none for a new row) and one INSERT, however many indexes and tokens:
+    the public family form must run the same queries whatever names it is given.
+    """
     from .models import BlindIndexEntry
 
     dirty = instance.__dict__.get("_vault_dirty", set())
+    indexes = [
+        index
+        for index in blind_indexes(type(instance))
+        if not only_if_dirty or dirty & set(index.fields)
+    ]
+    if not indexes:
+        return
     key = owner_data_key(instance)
-    for index in blind_indexes(type(instance)):
-        if only_if_dirty and not dirty & set(index.fields):
-            continue
-        BlindIndexEntry.objects.filter(index=index.name, row_id=instance.pk).delete()
-        BlindIndexEntry.objects.bulk_create(
+    if not adding:
+        BlindIndexEntry.objects.filter(
+            index__in=[i.name for i in indexes], row_id=instance.pk
+        ).delete()
+    BlindIndexEntry.objects.bulk_create(
+        [
             BlindIndexEntry(
                 index=index.name, kind=kind, value=value, row_id=instance.pk, data_key=key
             )
+            for index in indexes
             for kind, value in sorted(index.entries(instance))
-        )
+        ]
+    )
 
 
 def candidate_ids(index: BlindIndex, term: str) -> set:
@@ -764,10 +778,11 @@ class VaultModel(models.Model):
         abstract = True
 
     def save(self, *args, **kwargs):
+        adding = self._state.adding
         with transaction.atomic():
             super().save(*args, **kwargs)
             if blind_indexes(type(self)):
-                update_blind_indexes(self)
+                update_blind_indexes(self, adding=adding)
         self.__dict__.pop("_vault_dirty", None)
 
     @classmethod

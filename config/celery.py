@@ -33,6 +33,10 @@ app.conf.beat_schedule = {
         "task": "contacts.tasks.consent_daily",
         "schedule": crontab(hour=6, minute=10),
     },
+    "families-daily": {
+        "task": "families.tasks.families_daily",
+        "schedule": crontab(minute=5),  # hourly: releases follow the cooling-off closely
+    },
     "shred-expired-cases": {
         "task": "casework.tasks.shred_expired_cases",
         "schedule": crontab(hour=2, minute=23),

@@ -86,6 +86,7 @@ MIDDLEWARE = [
     "casework.audit.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "casework.security.RequestSizeMiddleware",
     "casework.security.NoStoreMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -295,6 +296,19 @@ PASSAGE_NIGHT_HOURS = (22, 6)
 # Coordinators hear of unassigned tasks older than this.
 PASSAGE_UNASSIGNED_ALERT_DAYS = env_int("PASSAGE_UNASSIGNED_ALERT_DAYS", 3)
 PASSAGE_TASKS_PER_PAGE = 100
+
+# --- Family contact requests -----------------------------------------------------------------
+# Submissions per hour from one IPv4 address or one IPv6 /64, before they are quietly dropped.
+PASSAGE_CONTACT_RATE_PER_HOUR = env_int("PASSAGE_CONTACT_RATE_PER_HOUR", 5)
+PASSAGE_STATUS_RATE_PER_HOUR = env_int("PASSAGE_STATUS_RATE_PER_HOUR", 30)
+PASSAGE_FORM_MIN_SECONDS = env_int("PASSAGE_FORM_MIN_SECONDS", 3)
+# The same person sought by several requesters within this many days is flagged.
+PASSAGE_HUNTING_WINDOW_DAYS = env_int("PASSAGE_HUNTING_WINDOW_DAYS", 90)
+PASSAGE_COOLING_OFF_HOURS = env_int("PASSAGE_COOLING_OFF_HOURS", 72)
+PASSAGE_FAMILY_RETENTION_DAYS = env_int("PASSAGE_FAMILY_RETENTION_DAYS", 365)
+PASSAGE_MATCH_THRESHOLD = 0.5
+# Bodies larger than this get the friendly "too long" page (fields have their own limits).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 # --- E-mail ---------------------------------------------------------------------------
 EMAIL_BACKEND = env(

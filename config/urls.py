@@ -55,6 +55,8 @@ urlpatterns = [
     path("tasks/<uuid:task_pk>/comment/", queue_views.task_comment, name="task_comment"),
     path("tasks/<uuid:task_pk>/assign/", queue_views.task_assign, name="task_assign"),
     path("", include("contacts.urls")),
+    path("", include("families.urls")),
+    path("families/", include("families.staff_urls")),
     path("audit/", include("casework.audit_urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,69 @@
+"""Screening of a family request, in the background, after it was saved.
+
+1. The requester's name, phone and e-mail against every case's do-not-disclose list
+   (through the blind indexes, confirmed by decrypting the few candidates).
+2. The same person sought by other requesters within the window: a hunting pattern.
+Flags go to coordinators only; the family's answer never changes.
+"""
+
+import datetime
+
+from django.conf import settings
+from django.utils import timezone
+
+from casework import vault
+from contacts.models import DoNotDisclose
+
+from .models import FamilyRequest, ScreeningFlag
+
+
+def screen(request: FamilyRequest) -> list[ScreeningFlag]:
+    flags = []
+    entries = DoNotDisclose.objects.select_related("case__data_key")
+    hits = set()
+    for index, value in (
+        ("dnd.names", request.requester_name),
+        ("dnd.phones", request.requester_phone),
+        ("dnd.emails", request.requester_email),
+    ):
+        if value:
+            hits.update(e.case_id for e in vault.search(entries, index, value))
+    for case_id in sorted(hits, key=str):
+        flag, _ = ScreeningFlag.objects.get_or_create(
+            request=request,
+            kind=ScreeningFlag.Kind.REQUESTER_ON_DND,
+            case_id=case_id,
+            other_request=None,
+        )
+        flags.append(flag)
+    since = timezone.now() - datetime.timedelta(days=settings.PASSAGE_HUNTING_WINDOW_DAYS)
+    others = FamilyRequest.objects.filter(created_at__gte=since).exclude(pk=request.pk)
+    others = others.select_related("data_key")
+    seen = set()
+    for name in request.sought_names or []:
+        for other in vault.search(others, "family.sought_names", name):
+            if other.pk in seen or _same_requester(request, other):
+                continue
+            seen.add(other.pk)
+            flag, _ = ScreeningFlag.objects.get_or_create(
+                request=request,
+                kind=ScreeningFlag.Kind.SOUGHT_REPEATEDLY,
+                case=None,
+                other_request=other,
+            )
+            flags.append(flag)
+    return flags
+
+
+def _same_requester(a: FamilyRequest, b: FamilyRequest) -> bool:
+    """A family writing twice is not a pattern; two different people seeking one is."""
+    index = FamilyRequest.blind_indexes
+    names, phones, emails = index[1], index[2], index[3]
+    return any(
+        x and y and idx.whole(x) == idx.whole(y)
+        for idx, x, y in (
+            (names, a.requester_name, b.requester_name),
+            (phones, a.requester_phone, b.requester_phone),
+            (emails, a.requester_email, b.requester_email),
+        )
+    )

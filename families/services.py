@@ -1,0 +1,336 @@
+"""The family request flow (see ../shared/DESIGN.md, "Family contact request").
+
+Public side: submit, check status, follow up, withdraw: every answer the same whatever
+the request matched. Staff side: triage, hand to the case's caseworker, record the
+person's answer in the consent ledger, relay messages, release shared details after a
+second person's approval and a cooling-off period.
+"""
+
+import datetime
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from casework import access, audit, queues, vault
+from casework.models import Priority, Role, TaskAim
+from contacts import services as contact_services
+from contacts.consent import require_consent
+from contacts.models import ConsentEvent, Message, NoticeText, Purpose, Thread
+
+from .models import Disclosure, FamilyMessage, FamilyRequest, new_secret, secret_digest
+
+REQUESTER_FIELDS = [
+    "requester_name",
+    "relationship",
+    "requester_country",
+    "requester_email",
+    "requester_phone",
+]
+SOUGHT_FIELDS = [
+    "sought_names",
+    "sought_birth_year",
+    "last_place",
+    "last_year",
+    "other_details",
+    "message",
+]
+
+
+@transaction.atomic
+def request_submit(*, data: dict, language: str, notice_sha256: str) -> tuple[FamilyRequest, str]:
+    """Save a request and queue its screening and matching for after the commit.
+    Returns the request and its secret (shown once, kept only as a MAC)."""
+    secret = new_secret()
+    request = FamilyRequest(
+        language=language,
+        notice_sha256=notice_sha256,
+        secret_digest=secret_digest(secret),
+        **{k: data.get(k) for k in REQUESTER_FIELDS + SOUGHT_FIELDS},
+    )
+    request.save()
+    audit.record(None, "family.request.received", obj=request)
+    from .tasks import process_request
+
+    process_request.delay_on_commit(str(request.pk))
+    return request, secret
+
+
+def process(request: FamilyRequest) -> None:
+    """Screening, then matching; idempotent, marks the request processed."""
+    from .matching import match
+    from .screening import screen
+
+    with transaction.atomic():
+        locked = FamilyRequest.objects.select_for_update().filter(pk=request.pk).first()
+        if locked is None or locked.processed_at is not None or locked.is_shredded:
+            return
+        flags = screen(request)
+        candidates = match(request)
+        FamilyRequest.objects.filter(pk=request.pk).update(
+            processed_at=timezone.now(),
+            stage=FamilyRequest.Stage.TRIAGE
+            if request.stage == FamilyRequest.Stage.NEW
+            else request.stage,
+        )
+        audit.record(
+            None,
+            "family.request.processed",
+            obj=request,
+            detail={"flags": len(flags), "candidates": len(candidates)},
+        )
+
+
+def find_for_family(reference: str, secret: str) -> FamilyRequest | None:
+    """The request for this reference and secret, or None: the same work either way."""
+    request = (
+        FamilyRequest.objects.select_related("data_key")
+        .filter(reference=str(reference).strip().upper())
+        .first()
+    )
+    digest = secret_digest(secret)
+    if request is None:
+        import hmac
+
+        hmac.compare_digest(digest, "0" * 64)  # the same comparison as for a real one
+        return None
+    if not request.check_secret(secret) or request.is_shredded:
+        return None
+    return request
+
+
+def replies_for_family(request: FamilyRequest) -> list[Message]:
+    if request.contact_id is None:
+        return []
+    return list(
+        Message.objects.filter(
+            thread__contact_id=request.contact_id,
+            direction=Message.Direction.TO_CONTACT,
+            status=Message.Status.DELIVERED,
+        ).select_related("thread__case__data_key")
+    )
+
+
+@transaction.atomic
+def family_follow_up(*, request: FamilyRequest, body: str) -> None:
+    """A message from the family: into the relay thread for review if there is one,
+    else kept on the request for the caseworker."""
+    if request.stage == FamilyRequest.Stage.CLOSED:
+        raise ValidationError(_("This request is closed."))
+    if request.stage == FamilyRequest.Stage.RELAY and request.contact_id:
+        thread, _ = Thread.objects.get_or_create(case=request.case, contact=request.contact)
+        Message(thread=thread, direction=Message.Direction.FROM_CONTACT, body=body).save()
+    else:
+        FamilyMessage(request=request, body=body).save()
+    audit.record(None, "family.request.follow_up", case=request.case, obj=request)
+
+
+@transaction.atomic
+def family_withdraw(*, request: FamilyRequest) -> None:
+    """The family withdraws: the request is shredded now; its index stays as a
+    tombstone for screening."""
+    FamilyRequest.objects.filter(pk=request.pk).update(
+        stage=FamilyRequest.Stage.CLOSED,
+        outcome=FamilyRequest.Outcome.WITHDRAWN,
+        closed_at=timezone.now(),
+    )
+    vault.shred(request, keep_index=True)
+    audit.record(None, "family.request.withdrawn", case=request.case, obj=request)
+
+
+# --- Staff ---------------------------------------------------------------------------------
+def _require_coordinator(actor):
+    if not actor.has_role(Role.COORDINATOR):
+        raise PermissionDenied
+
+
+@transaction.atomic
+def triage_close(*, actor, request: FamilyRequest, outcome: str = "no_match", http=None) -> None:
+    _require_coordinator(actor)
+    _close(request, outcome)
+    audit.record(
+        actor, "family.request.triaged", obj=request, request=http, detail={"decision": outcome}
+    )
+
+
+def _close(request, outcome):
+    request.stage, request.outcome, request.closed_at = (
+        FamilyRequest.Stage.CLOSED,
+        outcome,
+        timezone.now(),
+    )
+    request.save(update_fields=["stage", "outcome", "closed_at"])
+
+
+@transaction.atomic
+def triage_hand_over(*, actor, request: FamilyRequest, case, http=None):
+    """Hand the request to the case's caseworker: a task on the case, assigned to one
+    of its caseworkers if it has any (else it waits in the team queue)."""
+    _require_coordinator(actor)
+    if not access.is_coordinator_of(actor, case) and not access.can(actor, access.VIEW, case):
+        raise PermissionDenied
+    if not request.candidates.filter(case=case).exists():
+        raise ValidationError(_("That case is not among this request's candidates."))
+    task = queues.task_create(
+        actor=actor,
+        case=case,
+        aim=TaskAim.REUNIFICATION,
+        priority=Priority.HIGH,
+        title=_("Ask the person about family request %(ref)s") % {"ref": request.reference},
+        details=_("Open the request in Passage, ask the person, and record their answer."),
+        due_on=timezone.localdate() + datetime.timedelta(days=7),
+        assignee=access.case_workers(case).first(),
+        request=http,
+    )
+    request.stage, request.case, request.task = FamilyRequest.Stage.HANDED, case, task
+    request.save(update_fields=["stage", "case", "task"])
+    audit.record(
+        actor,
+        "family.request.triaged",
+        case=case,
+        obj=request,
+        request=http,
+        detail={"decision": "hand_over", "task": str(task.pk)},
+    )
+    return task
+
+
+ANSWERS = {
+    "decline": None,
+    "relay": Purpose.RELAY,
+    "share_contact": Purpose.SHARE_CONTACT,
+    "meet": Purpose.MEET,
+}
+
+
+@transaction.atomic
+def record_answer(
+    *,
+    actor,
+    request: FamilyRequest,
+    answer: str,
+    method: str,
+    witness=None,
+    details: str = "",
+    http=None,
+):
+    """The person's answer, recorded in the consent ledger towards the requester (a new
+    contact on the case). Decline closes neutrally; relay opens a reviewed thread;
+    sharing details or meeting waits for a coordinator's approval and a cooling-off."""
+    case = request.case
+    if case is None or not access.can(actor, access.CHANGE, case):
+        raise PermissionDenied
+    if request.stage not in (FamilyRequest.Stage.HANDED, FamilyRequest.Stage.RELAY):
+        raise ValidationError(_("This request is not waiting for an answer."))
+    contact = request.contact or contact_services.contact_save(
+        actor=actor,
+        case=case,
+        request=http,
+        data={
+            "kind": "family",
+            "name": (request.requester_name or "")[:200],
+            "relationship": (request.relationship or "")[:100],
+            "email": request.requester_email or "",
+            "phone": request.requester_phone or "",
+            "notes": _("From family request %(ref)s.") % {"ref": request.reference},
+        },
+    )
+    purpose = ANSWERS[answer] or Purpose.RELAY
+    decision = (
+        ConsentEvent.Decision.DECLINED if answer == "decline" else ConsentEvent.Decision.GRANTED
+    )
+    contact_services.consent_record(
+        actor=actor,
+        case=case,
+        purpose=purpose,
+        decision=decision,
+        method=method,
+        counterpart=contact,
+        witness=witness,
+        request=http,
+        notice=NoticeText.current(purpose, request.language),
+    )
+    request.contact = contact
+    if answer == "decline":
+        request.stage, request.outcome, request.closed_at = (
+            FamilyRequest.Stage.CLOSED,
+            FamilyRequest.Outcome.DECLINED,
+            timezone.now(),
+        )
+    elif answer == "relay":
+        request.stage = FamilyRequest.Stage.RELAY
+        thread, _ = Thread.objects.get_or_create(case=case, contact=contact)
+        for followup in request.followups.all():
+            Message(
+                thread=thread, direction=Message.Direction.FROM_CONTACT, body=followup.body
+            ).save()
+    else:
+        Disclosure(request=request, kind=answer, details=details, proposed_by=actor).save()
+    request.save(update_fields=["contact", "stage", "outcome", "closed_at"])
+    audit.record(
+        actor,
+        "family.request.answered",
+        case=case,
+        obj=request,
+        request=http,
+        detail={"answer": answer},
+    )
+    return contact
+
+
+@transaction.atomic
+def disclosure_approve(*, actor, disclosure: Disclosure, http=None) -> None:
+    """The second person: a coordinator of the case's team, not the one who proposed it.
+    Release is possible only after the cooling-off period."""
+    request = disclosure.request
+    if not access.is_coordinator_of(actor, request.case):
+        raise PermissionDenied
+    if actor.pk == disclosure.proposed_by_id:
+        raise ValidationError(_("A second person must approve: you proposed this disclosure."))
+    if disclosure.approved_at or disclosure.cancelled_at:
+        raise ValidationError(_("This disclosure was decided already."))
+    require_consent(request.case, disclosure.kind, request.contact)
+    now = timezone.now()
+    disclosure.approved_by, disclosure.approved_at = actor, now
+    disclosure.release_after = now + datetime.timedelta(hours=settings.PASSAGE_COOLING_OFF_HOURS)
+    disclosure.save()
+    audit.record(
+        actor,
+        "family.disclosure.approved",
+        case=request.case,
+        obj=disclosure,
+        request=http,
+        detail={"kind": disclosure.kind},
+    )
+
+
+@transaction.atomic
+def disclosure_release(*, disclosure: Disclosure, actor=None) -> bool:
+    """Release if approved, cooled off and the consent still holds; else cancel it when
+    the consent is gone. Idempotent (the daily job and a button both call it)."""
+    from contacts.consent import ConsentRequired
+
+    request = disclosure.request
+    if disclosure.released_at or disclosure.cancelled_at or not disclosure.approved_at:
+        return False
+    if timezone.now() < disclosure.release_after:
+        return False
+    try:
+        require_consent(request.case, disclosure.kind, request.contact)
+    except ConsentRequired:
+        disclosure.cancelled_at = timezone.now()
+        disclosure.save(update_fields=["cancelled_at"])
+        audit.record(actor, "family.disclosure.cancelled", case=request.case, obj=disclosure)
+        return False
+    disclosure.released_at = timezone.now()
+    disclosure.save(update_fields=["released_at"])
+    audit.record(
+        actor,
+        "family.disclosure.released",
+        case=request.case,
+        obj=disclosure,
+        detail={"kind": disclosure.kind},
+    )
+    return True

@@ -1,0 +1,41 @@
+"""Background steps of family requests. Tasks take ids only and are safe to repeat."""
+
+from celery import shared_task
+from django.utils import timezone
+
+
+@shared_task(acks_late=True)
+def process_request(request_id: str) -> None:
+    from . import services
+    from .models import FamilyRequest
+
+    request = FamilyRequest.objects.select_related("data_key").filter(pk=request_id).first()
+    if request is not None:
+        services.process(request)
+
+
+@shared_task
+def families_daily() -> None:
+    """Release cooled-off disclosures; shred closed requests past retention (their
+    blind indexes stay as tombstones for screening)."""
+    import datetime
+
+    from django.conf import settings
+
+    from casework import vault
+
+    from . import services
+    from .models import Disclosure, FamilyRequest
+
+    for disclosure in Disclosure.objects.filter(
+        approved_at__isnull=False,
+        released_at__isnull=True,
+        cancelled_at__isnull=True,
+        release_after__lte=timezone.now(),
+    ).select_related("request__data_key", "request__case__data_key", "request__contact"):
+        services.disclosure_release(disclosure=disclosure)
+    cutoff = timezone.now() - datetime.timedelta(days=settings.PASSAGE_FAMILY_RETENTION_DAYS)
+    for request in FamilyRequest.objects.filter(
+        stage=FamilyRequest.Stage.CLOSED, closed_at__lt=cutoff, data_key__shredded_at__isnull=True
+    ).select_related("data_key")[:500]:
+        vault.shred(request, keep_index=True)
