@@ -120,7 +120,7 @@ def family_follow_up(*, request: FamilyRequest, body: str) -> None:
     if request.stage == FamilyRequest.Stage.CLOSED:
         raise ValidationError(_("This request is closed."))
     if request.stage == FamilyRequest.Stage.RELAY and request.contact_id:
-        thread, _ = Thread.objects.get_or_create(case=request.case, contact=request.contact)
+        thread, _created = Thread.objects.get_or_create(case=request.case, contact=request.contact)
         Message(thread=thread, direction=Message.Direction.FROM_CONTACT, body=body).save()
     else:
         FamilyMessage(request=request, body=body).save()
@@ -261,7 +261,7 @@ def record_answer(
         )
     elif answer == "relay":
         request.stage = FamilyRequest.Stage.RELAY
-        thread, _ = Thread.objects.get_or_create(case=case, contact=contact)
+        thread, _created = Thread.objects.get_or_create(case=case, contact=contact)
         for followup in request.followups.all():
             Message(
                 thread=thread, direction=Message.Direction.FROM_CONTACT, body=followup.body
