@@ -100,3 +100,12 @@ def _broker_ok() -> bool:
 def set_language(request):
     """Django's language switcher, open to everyone (the public form has one too)."""
     return django_set_language(request)
+
+
+def bad_request(request, exception=None):
+    """400, or the "too long" page when the body was over the size limits."""
+    from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+
+    if isinstance(exception, (RequestDataTooBig, TooManyFieldsSent)):
+        return render(request, "413.html", status=413)
+    return render(request, "400.html", status=400)

@@ -60,3 +60,5 @@ urlpatterns = [
     path("audit/", include("casework.audit_urls")),
     path("admin/", admin.site.urls),
 ]
+
+handler400 = "casework.views.bad_request"

@@ -1,0 +1,353 @@
+import re
+import time
+
+import pytest
+from django.core import signing
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from casework.models import BlindIndexEntry, DataKey
+from contacts import services as contact_services
+from contacts.models import NoticeText
+from families import services
+from families.forms import SIGNER_SALT
+from families.models import FamilyRequest, MatchCandidate, ScreeningFlag
+from tests.base import make_case
+
+pytestmark = pytest.mark.django_db
+URL = "/contact/"
+
+
+def started(seconds_ago=60):
+    return signing.dumps(time.time() - seconds_ago, salt=SIGNER_SALT)
+
+
+def form_data(**over):
+    data = {
+        "requester_name": "Parvin Rahimi",
+        "relationship": "mother",
+        "requester_country": "Iran",
+        "requester_email": "",
+        "requester_phone": "",
+        "sought_names": "Sara Rahimi",
+        "sought_birth_year": "1990",
+        "last_place": "Shiraz",
+        "last_year": "2012",
+        "other_details": "",
+        "message": "We love you and think of you every day.",
+        "consent_processing": "on",
+        "consent_nothing_shared": "on",
+        "consent_retention": "on",
+        "website": "",
+        "started": started(),
+    }
+    data.update(over)
+    return data
+
+
+def tracing(case, actor):
+    contact_services.consent_record(
+        actor=actor,
+        case=case,
+        purpose="tracing",
+        decision="granted",
+        method="in_person",
+        notice=NoticeText.current("tracing", "en"),
+    )
+
+
+def normalised(response):
+    html = response.content.decode()
+    html = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html)
+    html = re.sub(r'nonce="[^"]+"', "", html)
+    html = re.sub(r"FR-[0-9A-Z]{4}-[0-9A-Z]{4}", "FR-REF", html)
+    return re.sub(r"([0-9A-Z]{5}-){3}[0-9A-Z]{5}", "SECRET", html)
+
+
+VARYING_HEADERS = {"Content-Security-Policy", "X-Request-ID", "Set-Cookie"}
+
+
+def test_the_answer_is_the_same_whatever_the_name_matches(personas):
+    consenting = make_case(personas.team, actor=personas.coordinator, name="Sara Karimi")
+    tracing(consenting, personas.coordinator)
+    make_case(personas.team, actor=personas.coordinator, name="Leila Tehrani")  # no consent
+    feared = make_case(personas.team, actor=personas.coordinator, name="Someone Else")
+    contact_services.do_not_disclose_add(
+        actor=personas.coordinator,
+        case=feared,
+        data={"name": "Omid Ghorbani", "phone": "", "email": "", "note": ""},
+    )
+    outcomes = []
+    for name in ("Sara Karimi", "Leila Tehrani", "Omid Ghorbani", "Nobody Atall"):
+        client = Client(REMOTE_ADDR=f"198.51.100.{len(outcomes) + 1}")
+        client.get(URL)  # the visit that sets the CSRF cookie, as a browser would
+        with CaptureQueriesContext(connection) as queries:
+            response = client.post(URL, form_data(sought_names=name))
+        outcomes.append(
+            (
+                response,
+                [
+                    re.sub(r"\"s\d+_x\d+\"|'[^']*'|\b\d+\b", "?", q["sql"])
+                    for q in queries.captured_queries
+                ],
+            )
+        )
+    first, first_sql = outcomes[0]
+    assert first.status_code == 200 and "families/thanks.html" in [t.name for t in first.templates]
+    for response, sql in outcomes[1:]:
+        assert response.status_code == first.status_code
+        assert [t.name for t in response.templates] == [t.name for t in first.templates]
+        assert {k for k in response.headers if k not in VARYING_HEADERS} == {
+            k for k in first.headers if k not in VARYING_HEADERS
+        }
+        for header in set(first.headers) - VARYING_HEADERS:
+            if header != "Content-Length":
+                assert response.headers[header] == first.headers[header], header
+        assert abs(len(response.content) - len(first.content)) <= 4
+        assert normalised(response) == normalised(first)
+        assert len(sql) == len(first_sql) and sql == first_sql
+    assert FamilyRequest.objects.count() == 4
+
+
+def test_background_steps_flag_and_match_but_tell_the_family_nothing(personas):
+    consenting = make_case(
+        personas.team,
+        actor=personas.coordinator,
+        name="مُحَمَّد کریمی",
+        other_names=["Mohammad Karimi"],
+        birth_year=1988,
+    )
+    tracing(consenting, personas.coordinator)
+    silent = make_case(personas.team, actor=personas.coordinator, name="محمد کریمی")  # no consent
+    feared = make_case(personas.team, actor=personas.coordinator, name="Third")
+    contact_services.do_not_disclose_add(
+        actor=personas.coordinator,
+        case=feared,
+        data={"name": "Brother Light", "phone": "+98 912 000 1111", "email": "", "note": ""},
+    )
+    request, _secret = services.request_submit(
+        data={
+            "requester_name": "brother light",
+            "requester_phone": "0912-000-1111",
+            "sought_names": ["محمد كريمي"],
+            "sought_birth_year": 1989,
+            "message": "x",
+        },
+        language="fa",
+        notice_sha256="n",
+    )
+    services.process(request)
+    request.refresh_from_db()
+    assert request.stage == "triage" and request.processed_at
+    assert set(MatchCandidate.objects.filter(request=request).values_list("case", flat=True)) == {
+        consenting.pk
+    }
+    candidate = MatchCandidate.objects.get(request=request)
+    assert {"names", "birth_year"} <= set(candidate.reasons)
+    assert ScreeningFlag.objects.filter(
+        request=request, kind="requester_on_dnd", case=feared
+    ).exists()
+    assert silent  # never offered: no family-tracing consent
+    services.process(request)  # a second run changes nothing
+    assert MatchCandidate.objects.filter(request=request).count() == 1
+
+
+def test_the_same_person_sought_by_several_requesters_is_flagged(personas):
+    first, _ = services.request_submit(
+        data={"requester_name": "A One", "sought_names": ["Sara Rahimi"], "message": "x"},
+        language="en",
+        notice_sha256="n",
+    )
+    again, _ = services.request_submit(
+        data={"requester_name": "A One", "sought_names": ["Sara Rahimi"], "message": "y"},
+        language="en",
+        notice_sha256="n",
+    )
+    services.process(first)
+    services.process(again)
+    assert not ScreeningFlag.objects.filter(request=again).exists()  # the same family twice
+    other, _ = services.request_submit(
+        data={"requester_name": "B Two", "sought_names": ["SARA  RAHIMI"], "message": "z"},
+        language="en",
+        notice_sha256="n",
+    )
+    services.process(other)
+    assert ScreeningFlag.objects.filter(request=other, kind="sought_repeatedly").count() == 2
+
+
+def submit(client, **over):
+    response = client.post(URL, form_data(**over))
+    html = response.content.decode()
+    reference = re.search(r"FR-[0-9A-Z]{4}-[0-9A-Z]{4}", html).group()
+    secret = re.search(r"([0-9A-Z]{5}-){3}[0-9A-Z]{5}", html).group()
+    return reference, secret
+
+
+def test_honeypot_and_too_fast_submissions_get_the_normal_answer_and_are_dropped():
+    client = Client()
+    for over in (
+        {"website": "http://spam.example"},
+        {"started": started(0)},
+        {"started": "forged"},
+    ):
+        reference, secret = submit(client, **over)
+        assert reference and secret
+    assert FamilyRequest.objects.count() == 0
+
+
+def test_rate_limit_per_address_and_per_ipv6_64(settings):
+    settings.PASSAGE_CONTACT_RATE_PER_HOUR = 2
+    for i in range(4):
+        submit(Client(REMOTE_ADDR=f"2001:db8:1:2::{i + 1}"))
+    assert FamilyRequest.objects.count() == 2  # one household, one /64
+    submit(Client(REMOTE_ADDR="2001:db8:1:3::1"))
+    submit(Client(REMOTE_ADDR="203.0.113.9"))
+    assert FamilyRequest.objects.count() == 4
+
+
+def test_status_page_wrong_secret_and_unknown_reference_look_the_same():
+    reference, secret = submit(Client())
+    wrong = Client().post(
+        "/contact/status/", {"reference": reference, "secret": "AAAAA-BBBBB-CCCCC-DDDDD"}
+    )
+    unknown = Client().post("/contact/status/", {"reference": "FR-0000-0000", "secret": secret})
+    assert wrong.status_code == unknown.status_code == 200
+    assert normalised(wrong) == normalised(unknown)
+    assert "could not find" in wrong.content.decode()
+
+
+def test_the_family_sees_each_state(personas):
+    client = Client()
+    reference, secret = submit(client)
+    assert (
+        client.post(
+            "/contact/status/", {"reference": reference.lower(), "secret": secret.lower()}
+        ).status_code
+        == 302
+    )
+    assert "Received." in client.get("/contact/status/").content.decode()
+    request = FamilyRequest.objects.get(reference=reference)
+    case = make_case(personas.team, actor=personas.coordinator, name="Sara Rahimi")
+    FamilyRequest.objects.filter(pk=request.pk).update(stage="handed", case=case)
+    assert "In progress." in client.get("/contact/status/").content.decode()
+    contact = contact_services.contact_save(
+        actor=personas.coordinator, case=case, data={"kind": "family", "name": "Parvin"}
+    )
+    contact_services.consent_record(
+        actor=personas.coordinator,
+        case=case,
+        purpose="relay",
+        decision="granted",
+        method="in_person",
+        counterpart=contact,
+        notice=NoticeText.current("relay", "en"),
+    )
+    FamilyRequest.objects.filter(pk=request.pk).update(stage="relay", contact=contact)
+    reply = contact_services.message_submit(
+        actor=personas.coordinator,
+        case=case,
+        contact=contact,
+        direction="to_contact",
+        body="I am safe. Sara",
+    )
+    contact_services.message_review(
+        actor=personas.coordinator, case=case, message=reply, decision="approve"
+    )
+    contact_services.message_deliver(actor=personas.coordinator, case=case, message=reply)
+    page = client.get("/contact/status/").content.decode()
+    assert "A reply is waiting." in page and "I am safe. Sara" in page
+    FamilyRequest.objects.filter(pk=request.pk).update(stage="closed", outcome="declined")
+    closed = client.get("/contact/status/").content.decode()
+    assert "Closed." in closed and "declined" not in closed.lower()
+
+
+def test_follow_up_and_withdrawal_which_shreds_and_keeps_tombstones():
+    client = Client()
+    reference, secret = submit(client, sought_names="Zarah Tombstone")
+    client.post("/contact/status/", {"reference": reference, "secret": secret})
+    client.post("/contact/status/message/", {"body": "One more thing"})
+    request = FamilyRequest.objects.get(reference=reference)
+    assert [m.body for m in request.followups.all()] == ["One more thing"]
+    refused = client.post("/contact/status/withdraw/", {}, follow=True)
+    assert "Tick the box" in refused.content.decode()
+    page = client.post("/contact/status/withdraw/", {"confirm": "yes"})
+    assert "withdrawn" in page.content.decode()
+    request = FamilyRequest.objects.get(reference=reference)
+    assert request.is_shredded and request.outcome == "withdrawn"
+    assert BlindIndexEntry.objects.filter(row_id=request.pk).exists()  # tombstones for screening
+    again = Client().post("/contact/status/", {"reference": reference, "secret": secret})
+    assert "could not find" in again.content.decode()
+
+
+def test_validation_errors_say_what_to_fix_in_persian():
+    client = Client(HTTP_ACCEPT_LANGUAGE="fa")
+    response = client.post(URL, form_data(sought_names="", consent_processing=""))
+    html = response.content.decode()
+    assert response.status_code == 200 and 'dir="rtl"' in html
+    assert "حداقل یک نام" in html or "این فیلد لازم است" in html
+    assert FamilyRequest.objects.count() == 0
+
+
+def test_the_form_works_without_javascript_and_loads_nothing_foreign():
+    html = Client().get(URL).content.decode()
+    assert "<form" in html and "<script" not in html
+    assert "http://" not in html and "https://" not in html
+
+
+def test_a_huge_body_gets_a_friendly_page_and_saves_nothing():
+    response = Client().post(URL, form_data(other_details="x" * (3 * 1024 * 1024)))
+    assert response.status_code == 413
+    assert "too long" in response.content.decode()
+    assert FamilyRequest.objects.count() == 0
+
+
+def test_long_fields_are_refused_field_by_field():
+    response = Client().post(URL, form_data(message="x" * 1_000_000))
+    assert (
+        response.status_code == 200
+        and "at most 5000 characters" in response.content.decode().replace(",", "")
+    )
+    assert FamilyRequest.objects.count() == 0
+
+
+hostile = st.text(
+    alphabet=st.one_of(
+        st.characters(blacklist_categories=["Cs"]),
+        st.sampled_from(
+            ["\u202e", "\u200c", "\u200d", "\x00", "ي", "ی", "ك", "\ufeff", "<", "&", "'", '"']
+        ),
+    ),
+    max_size=300,
+)
+
+
+@hsettings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(name=hostile, names=hostile, message=hostile, place=hostile)
+def test_fuzzed_submissions_never_fail_and_save_all_or_nothing(name, names, message, place):
+    before = (FamilyRequest.objects.count(), DataKey.objects.count())
+    client = Client(REMOTE_ADDR="192.0.2.77")
+    response = client.post(
+        URL, form_data(requester_name=name, sought_names=names, message=message, last_place=place)
+    )
+    assert response.status_code == 200
+    after = (FamilyRequest.objects.count(), DataKey.objects.count())
+    if "families/thanks.html" in [t.name for t in response.templates]:
+        if after[0] == before[0]:
+            return  # rate-limited: answered alike, dropped whole
+        saved = FamilyRequest.objects.order_by("-created_at").first()
+        assert saved.message == message.strip() and saved.requester_name == name.strip()
+        assert after == (before[0] + 1, before[1] + 1)
+    else:
+        assert after == before
+    assert (
+        "<script" not in response.content.decode().split("</form>")[0].lower()
+        or "&lt;" in response.content.decode()
+    )
