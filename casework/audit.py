@@ -182,8 +182,14 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        from .logs import request_id_var
+
         request.request_id = uuid.uuid4().hex
-        response = self.get_response(request)
+        token = request_id_var.set(request.request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id_var.reset(token)
         response["X-Request-ID"] = request.request_id
         return response
 

@@ -209,9 +209,10 @@ def case_detail(request, pk):
     action = "case.sealed_opened" if case.sealed else "case.viewed"
     audit.record(user, action, case=case, request=request)
     if case.sealed:
+        from .background import enqueue
         from .tasks import notify
 
-        notify.delay_on_commit("sealed_opened", str(case.pk), str(user.pk))
+        enqueue(notify, "sealed_opened", str(case.pk), str(user.pk))
     context = {
         "case": case,
         "notes": list(notes),

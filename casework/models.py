@@ -720,3 +720,17 @@ class ReminderLog(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.day}"
+
+
+class DailyRun(models.Model):
+    """Marks that a daily job ran today, so the sweeper can tell a missed one."""
+
+    name = models.CharField(max_length=60)
+    day = models.DateField()
+    finished_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["name", "day"], name="one_run_per_day")]
+
+    def __str__(self):
+        return f"{self.name} {self.day}"

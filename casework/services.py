@@ -238,9 +238,10 @@ def break_glass(*, actor: User, case: Case, justification: str, request=None) ->
     )
     glass.save()
     audit.record(actor, "case.break_glass", case=case, obj=glass, request=request, flagged=True)
+    from .background import enqueue
     from .tasks import notify
 
-    notify.delay_on_commit("break_glass", str(case.pk), str(actor.pk))
+    enqueue(notify, "break_glass", str(case.pk), str(actor.pk))
     return glass
 
 

@@ -3,6 +3,8 @@
 from datetime import timedelta
 
 from celery import shared_task
+
+from casework.background import sweeper
 from django.core.cache import cache
 from django.core.management import call_command
 from django.utils import timezone
@@ -91,6 +93,7 @@ def notify(kind: str, case_id: str, actor_id: str) -> None:
 def shred_expired_cases() -> None:
     """Daily: crypto-shred closed cases whose retention date has passed (in batches)."""
     from casework import services
+    from casework.background import daily_done
     from casework.models import Case, Stage
 
     due = Case.objects.filter(
@@ -100,6 +103,7 @@ def shred_expired_cases() -> None:
     ).select_related("data_key")
     for case in due[:500]:
         services.case_shred(case=case)
+    daily_done("shred_expired_cases")
 
 
 @shared_task(acks_late=True)
@@ -115,6 +119,9 @@ def send_daily_reminders() -> None:
         _send_digest(user, today, "caseworker")
     for user in staff.filter(groups__name=Role.COORDINATOR).distinct().iterator():
         _send_digest(user, today, "coordinator")
+    from casework.background import daily_done
+
+    daily_done("send_daily_reminders")
 
 
 def _send_digest(user, today, kind: str) -> None:
@@ -148,3 +155,28 @@ def _send_digest(user, today, kind: str) -> None:
         [user.email],
     )
     ReminderLog.objects.filter(pk=log.pk).update(sent_at=timezone.now())
+
+
+@shared_task
+def sweep() -> None:
+    """Every few minutes: enqueue again whatever should have run and has not (the broker
+    was down, a beat tick was lost). All work is idempotent, so this is always safe."""
+    from casework.background import SWEEPERS
+
+    for func in SWEEPERS:
+        func()
+
+
+@sweeper
+def _sweep_casework() -> None:
+    from casework.background import daily_due, overdue_since, send
+    from casework.models import Job
+
+    for job in Job.objects.filter(
+        kind="rotate_keys", status=Job.Status.QUEUED, created_at__lt=overdue_since()
+    )[:20]:
+        send(rotate_keys, str(job.pk))
+    if daily_due("send_daily_reminders", 6, 30):
+        send(send_daily_reminders)
+    if daily_due("shred_expired_cases", 2, 23):
+        send(shred_expired_cases)

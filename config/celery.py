@@ -1,26 +1,49 @@
-"""The Celery app and its beat schedule (kept in code, as the design asks).
+"""The Celery app, its task defaults and its beat schedule (kept in code, as the design asks).
 
-Tasks take UUIDs and codes only, return nothing, are idempotent and are enqueued
-after commit (`delay_on_commit`). With no broker configured they run eagerly.
+Tasks take UUIDs and codes only, return nothing, are idempotent and are enqueued after
+commit through `casework.background.enqueue` (a broker that is down never fails the
+request that enqueues; the sweeper catches up). With no broker configured they run eagerly.
 """
 
 import os
 
-from celery import Celery
+from celery import Celery, Task
 from celery.schedules import crontab
 from celery.signals import worker_init
+from django.db.utils import InterfaceError as DjangoInterfaceError
+from django.db.utils import OperationalError as DjangoOperationalError
+from kombu.exceptions import OperationalError as BrokerOperationalError
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-app = Celery("passage")
+
+class PassageTask(Task):
+    """Acknowledged only when done (a killed worker's task runs again), retried with
+    backoff on transient database and network errors."""
+
+    acks_late = True
+    reject_on_worker_lost = True
+    autoretry_for = (
+        ConnectionError,
+        TimeoutError,
+        DjangoOperationalError,
+        DjangoInterfaceError,
+        BrokerOperationalError,
+    )
+    retry_backoff = True
+    retry_backoff_max = 600
+    retry_jitter = True
+    max_retries = 8
+
+
+app = Celery("passage", task_cls=PassageTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+
 app.conf.beat_schedule = {
-    "heartbeat": {
-        "task": "casework.tasks.heartbeat",
-        "schedule": 60.0,
-    },
+    "heartbeat": {"task": "casework.tasks.heartbeat", "schedule": 60.0},
+    "sweep": {"task": "casework.tasks.sweep", "schedule": 5 * 60.0},
     "clear-expired-sessions": {
         "task": "casework.tasks.clear_expired_sessions",
         "schedule": crontab(minute=17),

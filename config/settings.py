@@ -343,6 +343,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
+# Work whose background step has not run after this many minutes is enqueued again.
+PASSAGE_SWEEP_MINUTES = env_int("PASSAGE_SWEEP_MINUTES", 10)
+# Fault injection for the failure tests only: seconds a family request's processing
+# sleeps inside its transaction (0 in every real deployment).
+PASSAGE_FAULT_DELAY_SECONDS = float(env("PASSAGE_FAULT_DELAY_SECONDS", 0))
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 if CELERY_BROKER_URL and CELERY_BROKER_URL.startswith("filesystem://"):
     # Kombu's filesystem transport: `make run` gets a real worker and beat with no
@@ -360,20 +365,36 @@ if CELERY_BROKER_URL and CELERY_BROKER_URL.startswith("filesystem://"):
 elif CELERY_BROKER_URL:
     # Longer than any task and any countdown, so Redis never redelivers a live task.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 4 * 60 * 60)
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 4 * 60 * 60),
+        # How often a worker looks for messages a dead worker left unacknowledged.
+        "unacked_restore_interval": env_int("CELERY_RESTORE_INTERVAL", 10),
+        "unacked_restore_throttle": env_int("CELERY_RESTORE_THROTTLE", 10),
     }
 
 # --- Logging ------------------------------------------------------------------------------
+# One JSON object a line with the request id; request lines carry method, status and view
+# name only. Personal data never reaches a log (casework/logs.py).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "request_id": {"()": "casework.logs.RequestIdFilter"},
+        "redact": {"()": "casework.logs.RedactRequestFilter"},
+    },
+    "formatters": {"json": {"()": "casework.logs.JsonFormatter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["request_id", "redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {
-        # Request lines carry URLs; keep them out unless asked for.
         "django.server": {"level": "WARNING"},
         # Axes logs the typed username, which is sometimes a mistyped password.
         "axes": {"level": "ERROR"},
+        # Celery's own request lines stay; task arguments are ids by design.
+        "celery": {"level": "INFO"},
     },
 }

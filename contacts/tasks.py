@@ -5,6 +5,8 @@ import datetime
 from celery import shared_task
 from django.utils import timezone
 
+from casework.background import sweeper
+
 
 @shared_task(acks_late=True)
 def consent_daily() -> None:
@@ -40,6 +42,9 @@ def consent_daily() -> None:
                     expiring_by_user[user] = expiring_by_user.get(user, 0) + 1
     for user, n in expiring_by_user.items():
         _warn(user, n, today)
+    from casework.background import daily_done
+
+    daily_done("consent_daily")
 
 
 def _latest_per_key(case):
@@ -82,3 +87,11 @@ def _warn(user, n, today):
         [user.email],
     )
     ReminderLog.objects.filter(pk=log.pk).update(sent_at=timezone.now())
+
+
+@sweeper
+def _sweep_consent() -> None:
+    from casework.background import daily_due, send
+
+    if daily_due("consent_daily", 6, 10):
+        send(consent_daily)

@@ -52,9 +52,11 @@ def request_submit(*, data: dict, language: str, notice_sha256: str) -> tuple[Fa
     )
     request.save()
     audit.record(None, "family.request.received", obj=request)
+    from casework.background import enqueue
+
     from .tasks import process_request
 
-    process_request.delay_on_commit(str(request.pk))
+    enqueue(process_request, str(request.pk))
     return request, secret
 
 
@@ -69,6 +71,10 @@ def process(request: FamilyRequest) -> None:
             return
         flags = screen(request)
         candidates = match(request)
+        if settings.PASSAGE_FAULT_DELAY_SECONDS:
+            import time
+
+            time.sleep(settings.PASSAGE_FAULT_DELAY_SECONDS)
         FamilyRequest.objects.filter(pk=request.pk).update(
             processed_at=timezone.now(),
             stage=FamilyRequest.Stage.TRIAGE

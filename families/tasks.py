@@ -3,6 +3,8 @@
 from celery import shared_task
 from django.utils import timezone
 
+from casework.background import sweeper
+
 
 @shared_task(acks_late=True)
 def process_request(request_id: str) -> None:
@@ -39,3 +41,19 @@ def families_daily() -> None:
         stage=FamilyRequest.Stage.CLOSED, closed_at__lt=cutoff, data_key__shredded_at__isnull=True
     ).select_related("data_key")[:500]:
         vault.shred(request, keep_index=True)
+
+
+@sweeper
+def _sweep_requests() -> None:
+    """Requests saved while the broker was down: screen and match them now."""
+    from casework.background import overdue_since, send
+
+    from .models import FamilyRequest
+
+    stale = FamilyRequest.objects.filter(
+        processed_at__isnull=True,
+        created_at__lt=overdue_since(),
+        data_key__shredded_at__isnull=True,
+    )
+    for request_id in stale.values_list("pk", flat=True)[:500]:
+        send(process_request, str(request_id))

@@ -79,6 +79,22 @@ def world(personas, settings, tmp_path):
     message = contact_services.message_submit(
         actor=personas.caseworker, case=case, contact=contact, direction="to_contact", body="hi"
     )
+    from families import services as family_services
+    from families.models import Disclosure, FamilyRequest
+
+    family, _secret = family_services.request_submit(
+        data={"requester_name": "Parent Canary", "sought_names": [CANARY_NAME], "message": "m"},
+        language="en",
+        notice_sha256="x",
+    )
+    FamilyRequest.objects.filter(pk=family.pk).update(stage="handed", case=case, contact=contact)
+    disclosure = Disclosure(
+        request=FamilyRequest.objects.get(pk=family.pk),
+        kind="meet",
+        details="Library, Monday",
+        proposed_by=personas.caseworker,
+    )
+    disclosure.save()
     return {
         "case": case,
         "note": note,
@@ -88,20 +104,25 @@ def world(personas, settings, tmp_path):
         "event": event,
         "entry": entry,
         "message": message,
+        "family": family,
+        "disclosure": disclosure,
     }
 
 
 def object_params(world):
     """URL parameters that name a case or something inside one."""
-    return {
-        "pk": world["case"].pk,
-        "attachment_pk": world["attachment"].pk,
-        "task_pk": world["task"].pk,
-        "contact_pk": world["contact"].pk,
-        "event_pk": world["event"].pk,
-        "entry_pk": world["entry"].pk,
-        "message_pk": world["message"].pk,
+    names = {
+        "pk": "case",
+        "attachment_pk": "attachment",
+        "task_pk": "task",
+        "contact_pk": "contact",
+        "event_pk": "event",
+        "entry_pk": "entry",
+        "message_pk": "message",
+        "request_pk": "family",
+        "disclosure_pk": "disclosure",
     }
+    return {param: world[key].pk for param, key in names.items()}
 
 
 def case_urls(world):

@@ -21,7 +21,9 @@ class Command(BaseCommand):
             from casework.tasks import rotate_keys
 
             job = Job.objects.create(kind="rotate_keys", detail=active)
-            rotate_keys.delay(str(job.pk))
+            from casework.background import send
+
+            send(rotate_keys, str(job.pk))
             self.stdout.write(f"Queued; follow job {job.pk}.")
             return
         progress = Progress(self.stdout, "rotate_keys", active)

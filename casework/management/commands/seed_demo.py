@@ -1,4 +1,5 @@
-"""Demo data for `make run`: one user per role, a few teams, a dozen cases. Safe to run again."""
+"""Demo data for `make run`: one user per role, a few teams, a dozen cases, five family
+requests. Safe to run again."""
 
 import base64
 import datetime
@@ -8,8 +9,12 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from casework import services
+from casework import services, vault
 from casework.models import Aim, Case, Risk, Role, Stage, Team, User
+from contacts import services as contact_services
+from contacts.models import ConsentEvent, NoticeText, Purpose
+from families import services as family_services
+from families.models import FamilyRequest
 
 DEMO_PASSWORD = "passage-demo-2026"
 
@@ -62,7 +67,7 @@ D = datetime.date
 #
 # opened_by: who opens the case (a caseworker opening one is granted "work" at once);
 # grants: coordinator's grants by username; stages: the path after intake;
-# notes: (author, body, restricted).
+# notes: (author, body, restricted); tracing: the person agreed to family tracing.
 DEMO_CASES = [
     {
         "team": REFUGE,
@@ -158,6 +163,7 @@ DEMO_CASES = [
         "risk": Risk.MEDIUM,
         "stages": [Stage.REFUGE],
         "grants": {},
+        "tracing": True,  # agreed that family requests may be compared
         "notes": [
             ("caseworker", "Settled into the shelter. Sleeps badly; counselling offered.", False),
             ("caseworker", "Wants his mother to know he is safe, but not where he is.", True),
@@ -230,6 +236,7 @@ DEMO_CASES = [
         "risk": Risk.MEDIUM,
         "stages": [Stage.REFUGE, Stage.RESETTLEMENT],
         "grants": {"caseworker": ["work", "whereabouts"], "caseworker2": ["view"]},
+        "tracing": True,  # agreed that family requests may be compared
         "whereabouts": place(
             "Ruritania",
             "Ankeborg",
@@ -266,6 +273,7 @@ DEMO_CASES = [
         "risk": Risk.LOW,
         "stages": [Stage.RESETTLEMENT],
         "grants": {"caseworker2": ["work"]},
+        "tracing": True,  # agreed that family requests may be compared
         "notes": [
             ("caseworker2", "Bank account opened. Job training starts next month.", False),
             (
@@ -293,6 +301,7 @@ DEMO_CASES = [
         "risk": Risk.MEDIUM,
         "stages": [Stage.REFUGE, Stage.RESETTLEMENT],
         "grants": {"caseworker": ["work"], "caseworker2": ["work"]},
+        "tracing": True,  # agreed that family requests may be compared
         "notes": [
             ("caseworker2", "جلسه اول به فارسی برگزار شد. برای کلاس زبان ثبت‌نام کرد.", False),
             ("caseworker", "Housing application submitted.", False),
@@ -351,6 +360,7 @@ DEMO_CASES = [
         "risk": Risk.HIGH,
         "stages": [Stage.RESETTLEMENT, Stage.REUNIFICATION],
         "grants": {"caseworker2": ["work", "whereabouts"]},
+        "tracing": True,  # agreed that family requests may be compared
         "whereabouts": place(
             "Freedonia",
             "Musterstadt",
@@ -381,6 +391,7 @@ DEMO_CASES = [
         "risk": Risk.MEDIUM,
         "stages": [Stage.REUNIFICATION],
         "grants": {"caseworker2": ["whereabouts"]},
+        "tracing": True,  # agreed that family requests may be compared
         "whereabouts": place("Ruritania", "Ankeborg", "Exempelgatan 7", "+46 70 174 06 45"),
         "notes": [
             ("caseworker2", "Her parents agreed to a first meeting at our office.", False),
@@ -412,6 +423,101 @@ DEMO_CASES = [
 ]
 
 
+def family_request(requester, relationship, country, phone, *, sought, born, message) -> dict:
+    """What the public form hands to request_submit (ContactRequestForm.request_data)."""
+    return {
+        "requester_name": requester,
+        "relationship": relationship,
+        "requester_country": country,
+        "requester_email": "",
+        "requester_phone": phone,
+        "sought_names": list(sought),
+        "sought_birth_year": born,
+        "last_place": "",
+        "last_year": None,
+        "other_details": "",
+        "message": message,
+    }
+
+
+# Family requests as families would send them through /contact/, from made-up
+# requesters with phones from Ofcom's drama range. then: what staff did after the
+# screening and matching ("triage": nothing yet); case: the demo case it is about.
+DEMO_REQUESTS = [
+    {
+        # Arabic yeh (ي) where the case has the Persian one (ی): the index still matches.
+        "then": "triage",
+        "language": "fa",
+        "data": family_request(
+            "حميد احمدي",
+            "برادر",
+            "Iran",
+            "+44 7700 900201",
+            sought=["فاطمه احمدي"],
+            born=1990,
+            message="خواهر عزیزم، فقط می‌خواهیم بدانیم حالت خوب است.",
+        ),
+    },
+    {
+        "then": "triage",  # nobody of that name: no candidate
+        "language": "en",
+        "data": family_request(
+            "Greta Lindholm",
+            "sister",
+            "Sweden",
+            "+44 7700 900202",
+            sought=["Elin Lindholm", "Sister Willow"],
+            born=1995,
+            message="Elin, we miss you. Mum is well and would love to hear from you.",
+        ),
+    },
+    {
+        # A demo person who gave no tracing consent: no candidate, so the coordinator
+        # closes it as no match (the family only ever reads "closed").
+        "then": "close",
+        "language": "en",
+        "data": family_request(
+            "Hans Solberg",
+            "cousin",
+            "Norway",
+            "+44 7700 900203",
+            sought=["Ingrid Solberg"],
+            born=1971,
+            message="Ingrid, the family farm is sold; your share is waiting for you.",
+        ),
+    },
+    {
+        "then": "hand_over",
+        "case": "Lucía Fernández Ortega",
+        "language": "en",
+        "data": family_request(
+            "Pablo Fernández",
+            "brother",
+            "Spain",
+            "+44 7700 900204",
+            sought=["Lucía Fernández Ortega", "Hermana Luz"],
+            born=1982,
+            message="Lucía, our father is ill and asks for you every day.",
+        ),
+    },
+    {
+        "then": "relay",
+        "case": "Emre Yıldız",
+        "language": "en",
+        "data": family_request(
+            "Ayşe Yıldız",
+            "mother",
+            "Turkey",
+            "+44 7700 900205",
+            sought=["Emre Yildiz"],
+            born=1999,
+            message="Emre, my son, I only want to know that you are safe.",
+        ),
+        "follow_up": "Thank you for passing on my message. Tell him I light a candle every Friday.",
+    },
+]
+
+
 class Command(BaseCommand):
     help = "Create demo staff, teams, second-factor devices and cases (DEBUG only)."
 
@@ -428,6 +534,7 @@ class Command(BaseCommand):
                 teams[name] = team
         self.print_logins(users)
         self.seed_cases(users, teams)
+        self.seed_family_requests(users, teams)
 
     def user(self, username, first, last, role):
         user, created = User.objects.get_or_create(
@@ -487,6 +594,96 @@ class Command(BaseCommand):
         if spec.get("sealed"):
             services.case_seal(actor=coordinator, case=case, sealed=True)
         return case
+
+    def seed_family_requests(self, users, teams):
+        """Family-tracing consent on half the demo cases, then the demo family requests,
+        through the services as the public form and the staff would. The worker's
+        screening and matching run here, so the demo needs no worker. One transaction;
+        skipped once any demo request is there (found through its requester's phone)."""
+        found = FamilyRequest.objects.select_related("data_key")
+        if any(
+            vault.search(found, "family.requester_phones", spec["data"]["requester_phone"])
+            for spec in DEMO_REQUESTS
+        ):
+            self.stdout.write("Demo family requests: already there, none added.")
+            return
+        demo = Case.objects.filter(team__in=teams.values()).select_related("data_key", "team")
+        cases = {case.legal_name: case for case in demo}
+        needed = {s["person"]["legal_name"] for s in DEMO_CASES if s.get("tracing")}
+        needed |= {spec["case"] for spec in DEMO_REQUESTS if "case" in spec}
+        if not needed <= set(cases):
+            self.stdout.write("Demo family requests: the demo cases are not all there, none added.")
+            return
+        with transaction.atomic():
+            consenting = [s for s in DEMO_CASES if s.get("tracing")]
+            for spec in consenting:
+                contact_services.consent_record(
+                    actor=self.caseworker(spec, users),
+                    case=cases[spec["person"]["legal_name"]],
+                    purpose=Purpose.TRACING,
+                    decision=ConsentEvent.Decision.GRANTED,
+                    method=ConsentEvent.Method.IN_PERSON,
+                    notice=NoticeText.current(Purpose.TRACING, "en"),
+                )
+            made = [self.family_request(spec, users, cases) for spec in DEMO_REQUESTS]
+        stages = [r.stage for r, _secret in made]
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo family requests: {len(made)} made "
+                f"({stages.count(FamilyRequest.Stage.TRIAGE)} in triage, "
+                f"{stages.count(FamilyRequest.Stage.HANDED)} handed over, "
+                f"{stages.count(FamilyRequest.Stage.RELAY)} relaying messages, "
+                f"{stages.count(FamilyRequest.Stage.CLOSED)} closed); family-tracing consent "
+                f"for {len(consenting)} of {len(DEMO_CASES)} demo cases."
+            )
+        )
+        # Only a reference and its secret: the family's side of the relay request, for
+        # trying /contact/status/. Shown because DEBUG is on (seed_demo refuses otherwise);
+        # the secret is kept only as a MAC and cannot be shown again.
+        relay = next(i for i, spec in enumerate(DEMO_REQUESTS) if spec["then"] == "relay")
+        request, secret = made[relay]
+        self.stdout.write(
+            f"Demo family credentials (DEBUG only), for /contact/status/: "
+            f"reference {request.reference}  secret {secret}"
+        )
+        self.stdout.write("")
+
+    def family_request(self, spec, users, cases) -> tuple[FamilyRequest, str]:
+        coordinator = users["coordinator"]
+        notice = NoticeText.current("family_request", spec["language"])
+        request, secret = family_services.request_submit(
+            data=spec["data"], language=spec["language"], notice_sha256=notice.sha256
+        )
+        family_services.process(request)  # the worker will find it processed already
+        request = FamilyRequest.objects.select_related("data_key").get(pk=request.pk)
+        then = spec["then"]
+        if then == "close":
+            family_services.triage_close(
+                actor=coordinator, request=request, outcome=FamilyRequest.Outcome.NO_MATCH
+            )
+        elif then in ("hand_over", "relay"):
+            case = cases[spec["case"]]
+            family_services.triage_hand_over(actor=coordinator, request=request, case=case)
+        if then == "relay":
+            case_spec = next(s for s in DEMO_CASES if s["person"]["legal_name"] == spec["case"])
+            family_services.record_answer(
+                actor=self.caseworker(case_spec, users),
+                request=request,
+                answer="relay",
+                method=ConsentEvent.Method.IN_PERSON,
+            )
+            family_services.family_follow_up(request=request, body=spec["follow_up"])
+        return request, secret
+
+    def caseworker(self, spec, users) -> User:
+        """Who works on the case: the caseworker who opened it or was granted work on it,
+        else the coordinator."""
+        if users[spec["opened_by"]].has_role(Role.CASEWORKER):
+            return users[spec["opened_by"]]
+        for username, levels in spec["grants"].items():
+            if "work" in levels:
+                return users[username]
+        return users["coordinator"]
 
     def worker(self, spec, users) -> User:
         """Who keeps the whereabouts: the caseworker granted them, else the coordinator."""
