@@ -3,11 +3,11 @@
 from datetime import timedelta
 
 from celery import shared_task
-
-from casework.background import sweeper
 from django.core.cache import cache
 from django.core.management import call_command
 from django.utils import timezone
+
+from casework.background import sweeper
 
 HEARTBEAT_KEY = "passage:worker-heartbeat"
 
