@@ -324,6 +324,7 @@ EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
 EMAIL_TIMEOUT = 10
+EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))  # the file backend's folder
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Passage <noreply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 PASSAGE_BASE_URL = env("PASSAGE_BASE_URL", "http://127.0.0.1:8000")

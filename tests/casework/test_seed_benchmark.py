@@ -1,26 +1,33 @@
-"""The demo cases of `seed_demo`, and the `cases` section of `manage.py benchmark`."""
+"""The demo cases and family requests of `seed_demo`, and the `cases` and `families`
+sections of `manage.py benchmark`."""
 
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.test import Client
 
 from casework.access import cases_for_user
-from casework.management.commands.seed_demo import DEMO_CASES
+from casework.management.commands.seed_demo import DEMO_CASES, DEMO_REQUESTS
 from casework.models import (
     AccessEvent,
     Case,
     CaseUserObjectPermission,
     Note,
     Stage,
+    Task,
     User,
     Whereabouts,
 )
+from contacts.models import ConsentEvent, Message
+from families.matching import tracing_consented
+from families.models import FamilyRequest, MatchCandidate
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,7 +46,22 @@ def counts() -> dict:
         "whereabouts": Whereabouts.objects.count(),
         "grants": CaseUserObjectPermission.objects.count(),
         "events": AccessEvent.objects.count(),
+        "consents": ConsentEvent.objects.count(),
+        "family requests": FamilyRequest.objects.count(),
+        "candidates": MatchCandidate.objects.count(),
+        "tasks": Task.objects.count(),
+        "messages": Message.objects.count(),
     }
+
+
+def demo_requests() -> dict:
+    """The seeded requests by their requester's phone (each demo requester has one)."""
+    found = FamilyRequest.objects.select_related("data_key", "case__data_key", "contact")
+    return {r.requester_phone: r for r in found}
+
+
+def spec_of(then: str) -> dict:
+    return next(spec for spec in DEMO_REQUESTS if spec["then"] == then)
 
 
 def granted(username, codename="view_case") -> set:
@@ -102,7 +124,9 @@ def test_seed_demo_run_twice_adds_nothing(settings):
     before = counts()
     out = seed(settings)
     assert counts() == before
-    assert "none added" in out
+    assert "Demo cases: already there, none added." in out
+    assert "Demo family requests: already there, none added." in out
+    assert "Demo family credentials" not in out  # the secret is shown once, when made
 
 
 @pytest.mark.django_db
@@ -121,14 +145,103 @@ def test_the_demo_caseworker_sees_only_the_cases_granted_to_them(settings):
 def test_seed_demo_prints_a_summary_and_no_names(settings):
     out = seed(settings)
     assert f"Demo cases: {len(DEMO_CASES)} opened" in out
-    words = set()
-    for spec in DEMO_CASES:
-        person = spec["person"]
-        for name in [person["legal_name"], *person["other_names"]]:
-            words.add(name)
-            words.update(w for w in name.split() if len(w) > 3)
+    assert (
+        "Demo family requests: 5 made (2 in triage, 1 handed over, 1 relaying messages, "
+        "1 closed); family-tracing consent for 6 of 12 demo cases."
+    ) in out
+    names = [
+        name
+        for spec in DEMO_CASES
+        for name in [spec["person"]["legal_name"], *spec["person"]["other_names"]]
+    ]
+    for spec in DEMO_REQUESTS:
+        names += [spec["data"]["requester_name"], *spec["data"]["sought_names"]]
+    words = set(names)
+    for name in names:
+        words.update(w for w in name.split() if len(w) > 3)
     printed = [w for w in words if w in out]
     assert not printed, printed
+
+
+@pytest.mark.django_db
+def test_seed_demo_records_tracing_consent_for_half_the_demo_cases(settings):
+    seed(settings)
+    grants = ConsentEvent.objects.filter(purpose="tracing").select_related("case__data_key")
+    consenting = {s["person"]["legal_name"] for s in DEMO_CASES if s.get("tracing")}
+    assert len(consenting) == len(DEMO_CASES) // 2
+    assert {e.case.legal_name for e in grants} == consenting
+    assert grants.count() == len(consenting)
+    for event in grants:
+        assert event.decision == "granted" and event.method == "in_person"
+        assert event.notice.purpose == "tracing" and event.notice_sha256 == event.notice.sha256
+        assert event.recorded_by.username in {"caseworker", "caseworker2", "coordinator"}
+    # What matching reads: the latest tracing decision of each case.
+    every_case = Case.objects.values_list("pk", flat=True)
+    assert tracing_consented(every_case) == {e.case_id for e in grants}
+
+
+@pytest.mark.django_db
+def test_seed_demo_makes_family_requests_in_each_state(settings):
+    seed(settings)
+    requests = demo_requests()
+    assert len(requests) == len(DEMO_REQUESTS) == 5
+    assert all(r.processed_at is not None for r in requests.values())  # matched in the seed
+    by_phone = {spec["data"]["requester_phone"]: spec for spec in DEMO_REQUESTS}
+    stages = sorted(r.stage for r in requests.values())
+    assert stages == ["closed", "handed", "relay", "triage", "triage"]
+    for phone, request in requests.items():
+        spec = by_phone[phone]
+        candidates = {
+            c.case.legal_name for c in request.candidates.select_related("case__data_key")
+        }
+        if spec["then"] == "triage" and spec["language"] == "fa":
+            # Typed with Arabic yeh; the case is spelled with the Persian one.
+            assert "\u064a" in spec["data"]["sought_names"][0]
+            assert candidates == {"فاطمه احمدی"}
+            assert request.stage == "triage" and request.case is None
+        elif spec["then"] == "triage":
+            assert candidates == set() and request.stage == "triage"
+        elif spec["then"] == "close":
+            assert candidates == set()
+            assert (request.stage, request.outcome) == ("closed", "no_match")
+            closed = AccessEvent.objects.get(action="family.request.triaged", object_id=request.pk)
+            assert closed.actor.username == "coordinator"
+        else:
+            assert candidates == {spec["case"]} and request.case.legal_name == spec["case"]
+            assert request.task is not None and request.task.case_id == request.case.pk
+
+
+@pytest.mark.django_db
+def test_seed_demo_hands_over_and_relays_as_the_staff_would(settings):
+    seed(settings)
+    requests = demo_requests()
+    handed = requests[spec_of("hand_over")["data"]["requester_phone"]]
+    assert handed.stage == "handed" and handed.task.assignee.username == "caseworker2"
+    relay = requests[spec_of("relay")["data"]["requester_phone"]]
+    assert relay.stage == "relay" and relay.contact.case_id == relay.case.pk
+    answer = ConsentEvent.objects.get(purpose="relay", counterpart=relay.contact)
+    assert answer.decision == "granted" and answer.recorded_by.username == "caseworker"
+    follow_up = Message.objects.select_related("thread__case__data_key").get(
+        thread__contact=relay.contact
+    )
+    assert follow_up.direction == "from_contact" and follow_up.status == "pending"
+    assert follow_up.body == spec_of("relay")["follow_up"]
+
+
+@pytest.mark.django_db
+def test_the_printed_demo_credentials_open_the_relay_request_status(settings):
+    out = seed(settings)
+    secrets = re.findall(r"[0-9A-Z]{5}(?:-[0-9A-Z]{5}){3}", out)
+    assert len(secrets) == 1  # one demo request, no other secret
+    line = next(line for line in out.splitlines() if secrets[0] in line)
+    assert line.startswith("Demo family credentials (DEBUG only), for /contact/status/:")
+    reference = re.search(r"FR-[0-9A-Z]{4}-[0-9A-Z]{4}", line).group()
+    client = Client()
+    opened = client.post("/contact/status/", {"reference": reference, "secret": secrets[0]})
+    assert opened.status_code == 302
+    page = client.get("/contact/status/")
+    relay = demo_requests()[spec_of("relay")["data"]["requester_phone"]]
+    assert page.context["req"].pk == relay.pk and page.context["state"] == "in_progress"
 
 
 def test_benchmark_cases_section_compares_pages_with_plain_django(tmp_path):
@@ -157,3 +270,47 @@ def test_benchmark_cases_section_compares_pages_with_plain_django(tmp_path):
     # The plain list is a count and a page; the plain detail one row.
     assert rows["case list, page 1 of 200 visible, queries"]["note"] == "plain Django: 2"
     assert rows["case detail, queries"]["note"] == "plain Django: 1"
+
+
+def test_benchmark_families_section_compares_form_and_matching_with_baselines(tmp_path):
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "DEBUG": "1", "PASSAGE_VAR_DIR": str(tmp_path)}
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "benchmark", "families", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {r["name"]: r for r in json.loads(out.read_text())}
+    assert {r["section"] for r in rows.values()} == {"families"}
+    post = rows["contact form, valid POST"]
+    assert post["unit"] == "ms median" and post["value"] > 0 and post["ratio"] > 0
+    queries = rows["contact form, valid POST, queries"]
+    # The plain view saves one row; ours also writes a data key, the index and the log.
+    assert queries["note"] == "plain Django: 1" and queries["value"] > 3
+    load = rows["load 2,000 encrypted cases with name index"]
+    assert load["unit"] == "rows/s" and load["note"] == "200 with tracing consent"
+    scan = rows["match baseline: decrypt-and-scan (2,000 cases)"]
+    assert scan["unit"] == "ms" and scan["value"] > 0
+
+    def counted(label):
+        row = rows[f"match: {label} (2,000 cases)"]
+        assert row["unit"] == "ms median" and row["value"] > 0
+        assert row["ratio"] == pytest.approx(row["value"] / scan["value"])
+        found = re.fullmatch(
+            r"decrypted (\d+) consenting cases; candidates: (\d+); queries: (\d+)", row["note"]
+        )
+        return row, *(int(g) for g in found.groups())
+
+    _row, decrypted, candidates, _q = counted("name of a consenting case")
+    assert decrypted >= 1 and candidates >= 1
+    _row, decrypted, _c, _q = counted("very common first name")
+    assert decrypted > 1  # the token alone brings in every consenting case that has it
+    nothing, decrypted, candidates, _q = counted("name that matches nothing")
+    # A blind index offers a few false candidates by design; decryption drops them.
+    assert candidates == 0 and decrypted <= 3
+    assert nothing["ratio"] < 1  # the index beats decrypting every case

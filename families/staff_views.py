@@ -1,0 +1,393 @@
+"""The staff side of family contact requests: triage, the request page, the person's
+answer and the second-person approval of disclosures.
+
+Every request-scoped view starts with get_request_for_user(): no such request and no
+access are the same 404. Whereabouts are never read here.
+"""
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Prefetch, Q
+from django.http import Http404, HttpResponseNotAllowed
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.debug import sensitive_post_parameters
+
+from casework import access, audit
+from casework.models import Role, Team, User
+from contacts.consent import ConsentRequired
+from contacts.forms import witnesses_for
+from contacts.models import ConsentEvent, NoticeText, Purpose
+
+from . import services
+from .models import Disclosure, FamilyRequest, MatchCandidate, ScreeningFlag
+
+OPEN_STAGES = [FamilyRequest.Stage.NEW, FamilyRequest.Stage.TRIAGE]
+ANSWER_STAGES = [FamilyRequest.Stage.HANDED, FamilyRequest.Stage.RELAY]
+# The notice read with the person for each answer (a decline is recorded against relay).
+ANSWER_PURPOSES = {
+    "decline": Purpose.RELAY,
+    "relay": Purpose.RELAY,
+    "share_contact": Purpose.SHARE_CONTACT,
+    "meet": Purpose.MEET,
+}
+
+
+def requests_for_user(user):
+    """The one list of family requests a user may open.
+
+    - Coordinators: requests still in triage that matched no case; requests with a
+      candidate case in a team they lead; requests handed to a case of such a team.
+    - Caseworkers: requests handed to a case they work on.
+    - Administrators, auditors and superusers: none. Shredded requests: none.
+    """
+    if (
+        not access.works_on_cases(user)
+        or user.is_superuser
+        or user.has_role(Role.ADMINISTRATOR)
+        or user.has_role(Role.AUDITOR)
+    ):
+        return FamilyRequest.objects.none()
+    allowed = Q(pk__in=[])
+    if user.has_role(Role.COORDINATOR):
+        led = Team.objects.filter(coordinators=user).values("pk")
+        matched = MatchCandidate.objects.values("request_id")
+        allowed |= Q(stage__in=OPEN_STAGES) & ~Q(pk__in=matched)
+        allowed |= Q(pk__in=matched.filter(case__team__in=led))
+        allowed |= Q(case__team__in=led)
+    if user.has_role(Role.CASEWORKER):
+        allowed |= Q(case__in=access.cases_for_user(user, access.CHANGE).values("pk"))
+    return FamilyRequest.objects.filter(allowed, data_key__shredded_at__isnull=True)
+
+
+def get_request_for_user(request, request_pk) -> FamilyRequest:
+    try:
+        return (
+            requests_for_user(request.user)
+            .select_related("data_key", "case__data_key", "case__team")
+            .get(pk=request_pk)
+        )
+    except (FamilyRequest.DoesNotExist, ValidationError, ValueError):
+        raise Http404 from None
+
+
+def _post_only(request):
+    return None if request.method == "POST" else HttpResponseNotAllowed(["POST"])
+
+
+def _errors_to_messages(request, errors):
+    if isinstance(errors, ValidationError):
+        errors = errors.messages
+    elif isinstance(errors, ConsentRequired):
+        errors = [str(errors)]
+    for error in errors:
+        messages.error(request, error)
+
+
+def _works_on(user, fr) -> bool:
+    """The handed case's caseworkers and its team's coordinators."""
+    return fr.case is not None and (
+        access.can(user, access.CHANGE, fr.case) or access.is_coordinator_of(user, fr.case)
+    )
+
+
+class AnswerForm(forms.Form):
+    answer = forms.ChoiceField(
+        label=gettext_lazy("Their answer"),
+        widget=forms.RadioSelect,
+        choices=[
+            ("decline", gettext_lazy("Declines any contact")),
+            ("relay", gettext_lazy("Agrees to messages relayed through us")),
+            ("share_contact", gettext_lazy("Agrees to share contact details")),
+            ("meet", gettext_lazy("Agrees to meet")),
+        ],
+    )
+    # Signed paper needs a scan, which this step does not take: record it on the
+    # case's consent page instead.
+    method = forms.ChoiceField(
+        label=gettext_lazy("How"),
+        choices=[
+            c for c in ConsentEvent.Method.choices if c[0] != ConsentEvent.Method.SIGNED_PAPER
+        ],
+    )
+    witness = forms.ModelChoiceField(
+        label=gettext_lazy("Witness (for a verbal answer)"),
+        required=False,
+        queryset=User.objects.none(),
+    )
+    details = forms.CharField(
+        label=gettext_lazy("What exactly will be shared, or the meeting arrangements"),
+        help_text=gettext_lazy(
+            "Only for sharing contact details or meeting. The family sees this text after "
+            "a coordinator's approval and the cooling-off period. Never write where the "
+            "person lives."
+        ),
+        required=False,
+        max_length=5000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+
+    def __init__(self, *args, witnesses=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["witness"].queryset = (
+            witnesses if witnesses is not None else User.objects.none()
+        )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("answer") in ("share_contact", "meet") and not data.get("details", "").strip():
+            self.add_error(
+                "details", _("Write what exactly will be shared, or how the meeting is arranged.")
+            )
+        return data
+
+
+@login_required
+def triage(request):
+    """Requests waiting for a coordinator, oldest first; no query per row."""
+    if not request.user.has_role(Role.COORDINATOR):
+        raise PermissionDenied
+    waiting = (
+        requests_for_user(request.user)
+        .filter(stage__in=OPEN_STAGES)
+        .select_related("data_key")
+        .prefetch_related(
+            Prefetch("flags", queryset=ScreeningFlag.objects.order_by("kind")),
+            Prefetch("candidates", queryset=MatchCandidate.objects.order_by("-score")),
+        )
+        .order_by("created_at", "reference")
+    )
+    page = Paginator(waiting, settings.PASSAGE_CASES_PER_PAGE).get_page(request.GET.get("page"))
+    rows = list(page.object_list)
+    for fr in rows:
+        fr.flag_kinds = sorted(
+            {f.kind for f in fr.flags.all()},
+            key=lambda k: k != ScreeningFlag.Kind.REQUESTER_ON_DND,
+        )
+        fr.best_score = max((c.score for c in fr.candidates.all()), default=None)
+    if rows:
+        audit.record(
+            request.user,
+            "family.request.listed",
+            request=request,
+            detail={"requests": [str(fr.pk) for fr in rows]},
+        )
+    return render(request, "families/staff/triage.html", {"page": page, "rows": rows})
+
+
+def _candidates(user, fr):
+    """(candidate, visible) pairs; the visible cases come from one query."""
+    candidates = list(fr.candidates.select_related("case__data_key", "case__team"))
+    visible = set(
+        access.cases_for_user(user)
+        .filter(pk__in=[c.case_id for c in candidates])
+        .values_list("pk", flat=True)
+    )
+    return [(c, c.case_id in visible) for c in candidates]
+
+
+def _disclosures(user, fr, case_visible):
+    now = timezone.now()
+    out = list(fr.disclosures.select_related("proposed_by", "approved_by").order_by("proposed_at"))
+    coordinates = fr.case is not None and access.is_coordinator_of(user, fr.case)
+    works = _works_on(user, fr)
+    for d in out:
+        d.request = fr  # its data key, already loaded
+        d.show_details = case_visible
+        decided = d.released_at or d.cancelled_at
+        d.can_approve = coordinates and not d.approved_at and not decided
+        d.can_approve = d.can_approve and d.proposed_by_id != user.pk
+        d.cooling = bool(d.approved_at and d.release_after > now)
+        d.can_release = works and bool(d.approved_at and not decided and not d.cooling)
+    return out
+
+
+@login_required
+def request_detail(request, request_pk):
+    fr = get_request_for_user(request, request_pk)
+    if request.method not in ("GET", "HEAD"):  # after the access check: outsiders see 404
+        return HttpResponseNotAllowed(["GET"])
+    user = request.user
+    coordinator = user.has_role(Role.COORDINATOR)
+    candidates = _candidates(user, fr)
+    case_visible = fr.case is not None and access.can(user, access.VIEW, fr.case)
+    followups = list(fr.followups.all())
+    for f in followups:
+        f.request = fr
+    flags = list(fr.flags.select_related("case__team", "other_request")) if coordinator else []
+    can_answer = fr.stage in ANSWER_STAGES and fr.case is not None
+    can_answer = can_answer and access.can(user, access.CHANGE, fr.case)
+    audit.record(user, "family.request.viewed", obj=fr, request=request)
+    context = {
+        "fr": fr,
+        "flags": flags,
+        "followups": followups,
+        "candidates": candidates,
+        "case_visible": case_visible,
+        "can_triage": coordinator and fr.stage == FamilyRequest.Stage.TRIAGE,
+        "can_answer": can_answer,
+        "disclosures": _disclosures(user, fr, case_visible),
+        "cooling_off_hours": settings.PASSAGE_COOLING_OFF_HOURS,
+    }
+    if can_answer:
+        context["answer_form"] = AnswerForm(witnesses=witnesses_for(fr.case, user))
+        context["notices"] = [
+            (value, label, NoticeText.current(value, fr.language))
+            for value, label in Purpose.choices
+            if value in set(ANSWER_PURPOSES.values())
+        ]
+    return render(request, "families/staff/request.html", context)
+
+
+@login_required
+def close(request, request_pk):
+    fr = get_request_for_user(request, request_pk)
+    if (refused := _post_only(request)) is not None:
+        return refused
+    if not request.user.has_role(Role.COORDINATOR):
+        raise PermissionDenied
+    outcomes = [FamilyRequest.Outcome.NO_MATCH]
+    if fr.flags.exists():
+        outcomes.append(FamilyRequest.Outcome.SCREENED_OUT)
+    outcome = request.POST.get("outcome", FamilyRequest.Outcome.NO_MATCH)
+    if fr.stage != FamilyRequest.Stage.TRIAGE:
+        messages.error(request, _("This request is not waiting for triage."))
+    elif outcome not in outcomes:
+        messages.error(request, _("Choose one of the outcomes offered."))
+    else:
+        services.triage_close(actor=request.user, request=fr, outcome=outcome, http=request)
+        messages.success(request, _("Request %(ref)s closed.") % {"ref": fr.reference})
+        return redirect("family_triage")
+    return redirect("family_request", request_pk=fr.pk)
+
+
+@login_required
+def hand_over(request, request_pk):
+    fr = get_request_for_user(request, request_pk)
+    if (refused := _post_only(request)) is not None:
+        return refused
+    if not request.user.has_role(Role.COORDINATOR):
+        raise PermissionDenied
+    try:
+        candidate = fr.candidates.select_related("case__team").filter(
+            case_id=request.POST.get("case")
+        )
+        candidate = candidate.first()
+    except (ValidationError, ValueError):
+        candidate = None
+    if fr.stage != FamilyRequest.Stage.TRIAGE:
+        messages.error(request, _("This request is not waiting for triage."))
+    elif candidate is None or not access.can(request.user, access.VIEW, candidate.case):
+        messages.error(request, _("Choose one of the candidate cases you can see."))
+    else:
+        try:
+            services.triage_hand_over(
+                actor=request.user, request=fr, case=candidate.case, http=request
+            )
+        except ValidationError as exc:
+            _errors_to_messages(request, exc)
+        else:
+            messages.success(
+                request,
+                _("Request %(ref)s handed to the case's caseworker.") % {"ref": fr.reference},
+            )
+            return redirect("family_triage")
+    return redirect("family_request", request_pk=fr.pk)
+
+
+def _notice_still_shown(request, fr, answer) -> bool:
+    purpose = ANSWER_PURPOSES[answer]
+    notice = NoticeText.current(purpose, fr.language)
+    return notice is not None and str(notice.pk) == request.POST.get(f"notice_{purpose}")
+
+
+@sensitive_post_parameters("details")
+@login_required
+def answer(request, request_pk):
+    fr = get_request_for_user(request, request_pk)
+    if (refused := _post_only(request)) is not None:
+        return refused
+    if fr.case is None:
+        raise PermissionDenied
+    form = AnswerForm(request.POST, witnesses=witnesses_for(fr.case, request.user))
+    if not form.is_valid():
+        _errors_to_messages(request, [e for errs in form.errors.values() for e in errs])
+    elif not _notice_still_shown(request, fr, form.cleaned_data["answer"]):
+        messages.error(
+            request, _("The notice text changed meanwhile. Read the new text with the person.")
+        )
+    else:
+        data = form.cleaned_data
+        try:
+            services.record_answer(
+                actor=request.user,
+                request=fr,
+                answer=data["answer"],
+                method=data["method"],
+                witness=data["witness"],
+                details=data["details"] if data["answer"] in ("share_contact", "meet") else "",
+                http=request,
+            )
+        except (ValidationError, ConsentRequired) as exc:
+            _errors_to_messages(request, exc)
+        else:
+            messages.success(request, _("Their answer is recorded in the consent ledger."))
+    return redirect("family_request", request_pk=fr.pk)
+
+
+def _get_disclosure(request, disclosure_pk):
+    """A disclosure, through its request: the same 404 for no such one and no access."""
+    try:
+        request_id = (
+            Disclosure.objects.filter(pk=disclosure_pk).values_list("request_id", flat=True).first()
+        )
+    except (ValidationError, ValueError):
+        request_id = None
+    if request_id is None:
+        raise Http404
+    fr = get_request_for_user(request, request_id)
+    disclosure = Disclosure.objects.get(pk=disclosure_pk)
+    disclosure.request = fr
+    return fr, disclosure
+
+
+@login_required
+def disclosure_approve(request, disclosure_pk):
+    fr, disclosure = _get_disclosure(request, disclosure_pk)
+    if (refused := _post_only(request)) is not None:
+        return refused
+    if fr.case is None:
+        raise PermissionDenied
+    try:
+        services.disclosure_approve(actor=request.user, disclosure=disclosure, http=request)
+    except (ValidationError, ConsentRequired) as exc:
+        _errors_to_messages(request, exc)
+    else:
+        messages.success(
+            request,
+            _("Approved. It is released after the cooling-off period of %(hours)s hours.")
+            % {"hours": settings.PASSAGE_COOLING_OFF_HOURS},
+        )
+    return redirect("family_request", request_pk=fr.pk)
+
+
+@login_required
+def disclosure_release(request, disclosure_pk):
+    fr, disclosure = _get_disclosure(request, disclosure_pk)
+    if (refused := _post_only(request)) is not None:
+        return refused
+    if not _works_on(request.user, fr):
+        raise PermissionDenied
+    if services.disclosure_release(disclosure=disclosure, actor=request.user):
+        messages.success(request, _("Released: the family can read it on their status page."))
+    elif disclosure.cancelled_at:
+        messages.warning(request, _("Cancelled: the person's consent no longer holds."))
+    else:
+        messages.error(request, _("Not released: it needs an approval and the cooling-off time."))
+    return redirect("family_request", request_pk=fr.pk)
