@@ -696,6 +696,21 @@ def _contact_form(report, repeat):
     )
 
 
+# The requester of the timed requests: the same family each time (a family writing
+# again is no hunting pattern, so screening flags nothing).
+_REQUEST = {
+    "requester_name": "Parvin Rahimi",
+    "relationship": "mother",
+    "requester_country": "Iran",
+    "requester_email": "",
+    "requester_phone": "+44 7700 900311",
+    "last_place": "",
+    "last_year": None,
+    "other_details": "",
+    "message": "We love you and think of you every day.",
+}
+
+
 def _matching(report, n, repeat):
     """1. `n` cases as in the `cases` section, with their name index; every tenth gets a
        tracing grant, written straight into the (append-only) ledger.
@@ -756,7 +771,8 @@ def _matching(report, n, repeat):
     start = time.perf_counter()
     scanned = scan()
     scan_time = time.perf_counter() - start
-    assert scanned == [wanted["id"]]
+    if scanned != [wanted["id"]]:
+        raise RuntimeError("the decrypt-and-scan baseline did not find the one case named")
 
     results = {}
     with queued_not_run():
@@ -797,21 +813,6 @@ def _matching(report, n, repeat):
         None,
         "one run, normalised names compared; ratio above: process() / scan",
     )
-
-
-# The requester of the timed requests: the same family each time (a family writing
-# again is no hunting pattern, so screening flags nothing).
-_REQUEST = {
-    "requester_name": "Parvin Rahimi",
-    "relationship": "mother",
-    "requester_country": "Iran",
-    "requester_email": "",
-    "requester_phone": "+44 7700 900311",
-    "last_place": "",
-    "last_year": None,
-    "other_details": "",
-    "message": "We love you and think of you every day.",
-}
 
 
 def run(sections, out, **options):

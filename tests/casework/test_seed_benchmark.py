@@ -25,7 +25,7 @@ from casework.models import (
     User,
     Whereabouts,
 )
-from contacts.models import ConsentEvent, Message
+from contacts.models import ConsentEvent, Message, NoticeText
 from families.matching import tracing_consented
 from families.models import FamilyRequest, MatchCandidate
 
@@ -209,6 +209,16 @@ def test_seed_demo_makes_family_requests_in_each_state(settings):
         else:
             assert candidates == {spec["case"]} and request.case.legal_name == spec["case"]
             assert request.task is not None and request.task.case_id == request.case.pk
+
+
+@pytest.mark.django_db
+def test_seed_demo_adds_no_family_requests_without_notice_texts(settings):
+    # As in a flushed (transactional) test database: the migrations' notices are gone.
+    NoticeText.objects.all().delete()
+    out = seed(settings)
+    assert "Demo family requests: no notice texts to show, none added." in out
+    assert Case.objects.count() == len(DEMO_CASES)
+    assert not FamilyRequest.objects.exists() and not ConsentEvent.objects.exists()
 
 
 @pytest.mark.django_db

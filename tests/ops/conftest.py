@@ -124,7 +124,7 @@ class Worker:
 
 
 @pytest.fixture
-def real(transactional_db, tmp_path, monkeypatch):
+def real(django_db_serialized_rollback, transactional_db, tmp_path, monkeypatch):
     """PostgreSQL + Redis + workers this test starts; the app sends to the real broker."""
     need_real_services()
     from config.celery import app
