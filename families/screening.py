@@ -37,12 +37,20 @@ def screen(request: FamilyRequest) -> list[ScreeningFlag]:
         )
         flags.append(flag)
     since = timezone.now() - datetime.timedelta(days=settings.PASSAGE_HUNTING_WINDOW_DAYS)
-    others = FamilyRequest.objects.filter(created_at__gte=since).exclude(pk=request.pk)
-    others = others.select_related("data_key")
+    others = (
+        FamilyRequest.objects.filter(created_at__gte=since)
+        .exclude(pk=request.pk)
+        .select_related("data_key")
+    )
+    index = FamilyRequest.blind_indexes[0]
     seen = set()
     for name in request.sought_names or []:
-        for other in vault.search(others, "family.sought_names", name):
+        for other in others.filter(pk__in=vault.candidate_ids(index, name)):
             if other.pk in seen or _same_requester(request, other):
+                continue
+            # A withdrawn (shredded) request still counts, by its index tombstone: a
+            # hunter cannot wipe the pattern by withdrawing and writing again.
+            if not other.is_shredded and not index.matches(other, name):
                 continue
             seen.add(other.pk)
             flag, _ = ScreeningFlag.objects.get_or_create(
@@ -56,14 +64,17 @@ def screen(request: FamilyRequest) -> list[ScreeningFlag]:
 
 
 def _same_requester(a: FamilyRequest, b: FamilyRequest) -> bool:
-    """A family writing twice is not a pattern; two different people seeking one is."""
-    index = FamilyRequest.blind_indexes
-    names, phones, emails = index[1], index[2], index[3]
-    return any(
-        x and y and idx.whole(x) == idx.whole(y)
-        for idx, x, y in (
-            (names, a.requester_name, b.requester_name),
-            (phones, a.requester_phone, b.requester_phone),
-            (emails, a.requester_email, b.requester_email),
+    """A family writing twice is not a pattern; two different people seeking one is.
+    Compared on the stored requester indexes, so tombstones compare too."""
+    from casework.models import BlindIndexEntry
+
+    names = [i.name for i in FamilyRequest.blind_indexes[1:]]
+
+    def entries(row):
+        return set(
+            BlindIndexEntry.objects.filter(row_id=row.pk, index__in=names, kind="w").values_list(
+                "index", "value"
+            )
         )
-    )
+
+    return bool(entries(a) & entries(b))

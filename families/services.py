@@ -78,8 +78,8 @@ def process(request: FamilyRequest) -> None:
         FamilyRequest.objects.filter(pk=request.pk).update(
             processed_at=timezone.now(),
             stage=FamilyRequest.Stage.TRIAGE
-            if request.stage == FamilyRequest.Stage.NEW
-            else request.stage,
+            if locked.stage == FamilyRequest.Stage.NEW
+            else locked.stage,
         )
         audit.record(
             None,
@@ -155,6 +155,10 @@ def _require_coordinator(actor):
 @transaction.atomic
 def triage_close(*, actor, request: FamilyRequest, outcome: str = "no_match", http=None) -> None:
     _require_coordinator(actor)
+    if request.stage not in (FamilyRequest.Stage.NEW, FamilyRequest.Stage.TRIAGE):
+        raise ValidationError(_("This request has left triage already."))
+    if outcome not in (FamilyRequest.Outcome.NO_MATCH, FamilyRequest.Outcome.SCREENED_OUT):
+        raise ValidationError(_("Choose “no match” or “screened out”."))
     _close(request, outcome)
     audit.record(
         actor, "family.request.triaged", obj=request, request=http, detail={"decision": outcome}
@@ -177,6 +181,8 @@ def triage_hand_over(*, actor, request: FamilyRequest, case, http=None):
     _require_coordinator(actor)
     if not access.is_coordinator_of(actor, case) and not access.can(actor, access.VIEW, case):
         raise PermissionDenied
+    if request.stage != FamilyRequest.Stage.TRIAGE:
+        raise ValidationError(_("This request has left triage already."))
     if not request.candidates.filter(case=case).exists():
         raise ValidationError(_("That case is not among this request's candidates."))
     task = queues.task_create(
@@ -230,6 +236,14 @@ def record_answer(
         raise PermissionDenied
     if request.stage not in (FamilyRequest.Stage.HANDED, FamilyRequest.Stage.RELAY):
         raise ValidationError(_("This request is not waiting for an answer."))
+    if answer not in ANSWERS:
+        raise ValidationError(_("Choose one of the answers."))
+    if answer in ("share_contact", "meet") and not details.strip():
+        raise ValidationError(
+            _("Write exactly what will be shared, or how the meeting is arranged.")
+        )
+    if method == ConsentEvent.Method.SIGNED_PAPER:
+        raise ValidationError(_("Record a signed paper on the case's consent page, with its scan."))
     contact = request.contact or contact_services.contact_save(
         actor=actor,
         case=case,
@@ -265,10 +279,26 @@ def record_answer(
             FamilyRequest.Outcome.DECLINED,
             timezone.now(),
         )
+        # Nothing proposed earlier may still go out.
+        pending = request.disclosures.filter(released_at__isnull=True, cancelled_at__isnull=True)
+        for disclosure in pending:
+            disclosure.cancelled_at = timezone.now()
+            disclosure.save(update_fields=["cancelled_at"])
+            contact_services.consent_record(
+                actor=actor,
+                case=case,
+                purpose=disclosure.kind,
+                decision=ConsentEvent.Decision.WITHDRAWN,
+                method=method,
+                counterpart=contact,
+                witness=witness,
+                request=http,
+            )
     elif answer == "relay":
+        first_time = request.stage != FamilyRequest.Stage.RELAY
         request.stage = FamilyRequest.Stage.RELAY
         thread, _created = Thread.objects.get_or_create(case=case, contact=contact)
-        for followup in request.followups.all():
+        for followup in request.followups.all() if first_time else []:
             Message(
                 thread=thread, direction=Message.Direction.FROM_CONTACT, body=followup.body
             ).save()
@@ -297,6 +327,10 @@ def disclosure_approve(*, actor, disclosure: Disclosure, http=None) -> None:
         raise ValidationError(_("A second person must approve: you proposed this disclosure."))
     if disclosure.approved_at or disclosure.cancelled_at:
         raise ValidationError(_("This disclosure was decided already."))
+    if request.stage == FamilyRequest.Stage.CLOSED:
+        raise ValidationError(_("This request is closed."))
+    if not access.can(actor, access.VIEW, request.case):
+        raise PermissionDenied  # a sealed case: only its named coordinators
     require_consent(request.case, disclosure.kind, request.contact)
     now = timezone.now()
     disclosure.approved_by, disclosure.approved_at = actor, now
@@ -324,14 +358,20 @@ def disclosure_release(*, disclosure: Disclosure, actor=None) -> bool:
     if timezone.now() < disclosure.release_after:
         return False
     try:
+        if request.stage == FamilyRequest.Stage.CLOSED:
+            raise ConsentRequired("the request is closed")
         require_consent(request.case, disclosure.kind, request.contact)
     except ConsentRequired:
         disclosure.cancelled_at = timezone.now()
         disclosure.save(update_fields=["cancelled_at"])
         audit.record(actor, "family.disclosure.cancelled", case=request.case, obj=disclosure)
         return False
-    disclosure.released_at = timezone.now()
-    disclosure.save(update_fields=["released_at"])
+    released = Disclosure.objects.filter(
+        pk=disclosure.pk, released_at__isnull=True, cancelled_at__isnull=True
+    ).update(released_at=timezone.now())
+    if not released:
+        return False  # another run released it a moment ago
+    disclosure.refresh_from_db(fields=["released_at"])
     audit.record(
         actor,
         "family.disclosure.released",

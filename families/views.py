@@ -101,11 +101,13 @@ def status(request):
     found = _current(request)
     if found is None:
         return render(request, "families/status_form.html", {"form": StatusForm()})
-    replies = services.replies_for_family(found)
-    shared = list(found.disclosures.filter(released_at__isnull=False))
     state = found.public_status
-    if state != "closed" and (replies or shared):
-        state = "reply"
+    replies, shared = [], []
+    if state != "closed":  # closed reads the same, whatever happened before
+        replies = services.replies_for_family(found)
+        shared = list(found.disclosures.filter(released_at__isnull=False))
+        if replies or shared:
+            state = "reply"
     return render(
         request,
         "families/status.html",

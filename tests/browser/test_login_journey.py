@@ -8,7 +8,10 @@ from playwright.sync_api import expect
 from casework.models import User
 from tests.base import totp_now
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
 
 DEMO_PASSWORD = "passage-demo-2026"
 

@@ -351,3 +351,68 @@ def test_fuzzed_submissions_never_fail_and_save_all_or_nothing(name, names, mess
         "<script" not in response.content.decode().split("</form>")[0].lower()
         or "&lt;" in response.content.decode()
     )
+
+
+def test_a_withdrawn_request_still_counts_for_the_hunting_pattern():
+    first, _ = services.request_submit(
+        data={"requester_name": "Hunter One", "sought_names": ["Nima Tombstone"], "message": "x"},
+        language="en",
+        notice_sha256="n",
+    )
+    services.process(first)
+    services.family_withdraw(request=FamilyRequest.objects.get(pk=first.pk))
+    second, _ = services.request_submit(
+        data={"requester_name": "Hunter Two", "sought_names": ["nima tombstone"], "message": "y"},
+        language="en",
+        notice_sha256="n",
+    )
+    services.process(second)
+    assert ScreeningFlag.objects.filter(
+        request=second, kind="sought_repeatedly", other_request=first
+    ).exists()
+
+
+def test_declining_cancels_a_proposed_disclosure_and_the_family_sees_only_closed(personas):
+    from django.core.exceptions import ValidationError
+
+    from families.models import Disclosure
+    from tests.base import grant
+
+    case = make_case(personas.team, actor=personas.coordinator, name="Sara Rahimi")
+    grant(case, personas.caseworker)
+    tracing(case, personas.coordinator)
+    client = Client()
+    reference, secret = submit(client)
+    request = FamilyRequest.objects.get(reference=reference)
+    services.process(request)
+    request.refresh_from_db()
+    services.triage_hand_over(actor=personas.coordinator, request=request, case=case)
+    request.refresh_from_db()
+    with pytest.raises(ValidationError):
+        services.record_answer(
+            actor=personas.caseworker,
+            request=request,
+            answer="meet",
+            method="in_person",
+            details=" ",
+        )
+    services.record_answer(
+        actor=personas.caseworker,
+        request=request,
+        answer="meet",
+        method="in_person",
+        details="Library, Monday 10:00",
+    )
+    request.refresh_from_db()
+    services.record_answer(
+        actor=personas.caseworker, request=request, answer="decline", method="in_person"
+    )
+    disclosure = Disclosure.objects.get()
+    assert disclosure.cancelled_at is not None
+    with pytest.raises(ValidationError):
+        services.disclosure_approve(actor=personas.coordinator, disclosure=disclosure)
+    client.post("/contact/status/", {"reference": reference, "secret": secret})
+    page = client.get("/contact/status/").content.decode()
+    assert "Closed." in page and "Library" not in page
+    with pytest.raises(ValidationError):
+        services.triage_hand_over(actor=personas.coordinator, request=request, case=case)
