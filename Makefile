@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum requirements.lock | cut -c1-12)
 # Development profile for `make run`: DEBUG on, filesystem broker, everything under var/.
 RUN_ENV := DEBUG=1 CELERY_BROKER_URL=filesystem:// PYTHONUNBUFFERED=1
 
-.PHONY: run test install lock messages totp serve-check clean
+.PHONY: run test install lock messages totp serve clean
 
 install: $(STAMP)
 
@@ -48,3 +48,16 @@ messages: install
 
 clean:
 	rm -rf $(VENV) var
+
+# Production processes in the foreground: gunicorn, one Celery worker and one beat, against
+# the environment's PostgreSQL and Redis with DEBUG off (see README, "Production").
+serve: install
+	@test -n "$$SECRET_KEY" -a -n "$$DATABASE_URL" -a -n "$$CELERY_BROKER_URL" || \
+		{ echo "make serve needs SECRET_KEY, DATABASE_URL, CELERY_BROKER_URL (and REDIS_URL, ALLOWED_HOSTS, PASSAGE_KEYRING)"; exit 2; }
+	$(PY) manage.py check --deploy --fail-level WARNING
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v0
+	@trap 'kill 0' INT TERM EXIT; \
+	$(VENV)/bin/celery -A config worker --loglevel=INFO & \
+	$(VENV)/bin/celery -A config beat --loglevel=INFO --schedule=$${PASSAGE_VAR_DIR:-var}/celerybeat-schedule & \
+	$(VENV)/bin/gunicorn config.wsgi --bind $${BIND:-127.0.0.1:8001} --workers $${WEB_WORKERS:-3} --timeout 30

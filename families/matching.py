@@ -1,7 +1,7 @@
 """Matching a family request to cases, in the background.
 
-1. Candidates come from the cases' name index (whole names and tokens of every name
-   the family gave), confirmed by decryption.
+1. Candidates come from the cases' name index (a whole name, or any two tokens of a
+   name the family gave, found together in a case's names).
 2. Only cases whose person granted family tracing, and that are not shredded, stay.
 3. Each gets a score: name tokens in common (up to 0.6), birth year within two years
    (0.25), the last known place named in the case (0.15). Whereabouts are never read.
@@ -20,12 +20,16 @@ NAME_WEIGHT, YEAR_WEIGHT, PLACE_WEIGHT = 0.6, 0.25, 0.15
 
 
 def candidate_cases(request: FamilyRequest):
+    """Cases sharing a whole name, or two tokens of one name, with the request. One
+    common first name alone never makes a candidate (it would be thousands)."""
     index = Case.blind_indexes[0]
     ids = set()
     for name in request.sought_names or []:
         ids |= vault.candidate_ids(index, name)
-        for token in vault.tokens(name):
-            ids |= vault.candidate_ids(index, token)
+        parts = list(dict.fromkeys(vault.tokens(name)))
+        for i, first in enumerate(parts):
+            for second in parts[i + 1 :]:
+                ids |= vault.candidate_ids(index, f"{first} {second}")
     consenting = tracing_consented(ids)
     cases = Case.objects.filter(pk__in=consenting, data_key__shredded_at__isnull=True)
     return list(cases.select_related("data_key", "team"))

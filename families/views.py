@@ -44,7 +44,7 @@ def contact_form(request):
                 saved, secret = services.request_submit(
                     data=form.request_data(),
                     language=(get_language() or "en")[:2],
-                    notice_sha256=notice.sha256,
+                    notice_sha256=notice.sha256 if notice else "",
                 )
                 reference = saved.reference
             return render(

@@ -8,6 +8,13 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 
+def current_code(user) -> str:
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    totp.time = time.time()
+    return f"{totp.token():0{device.digits}d}"
+
+
 class Command(BaseCommand):
     help = "Print the current second-factor code of a user (development only)."
 
@@ -20,6 +27,4 @@ class Command(BaseCommand):
         device = TOTPDevice.objects.filter(user__username=username, confirmed=True).first()
         if device is None:
             raise CommandError(f"No confirmed authenticator for {username!r}.")
-        totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
-        totp.time = time.time()
-        self.stdout.write(f"{totp.token():0{device.digits}d}")
+        self.stdout.write(current_code(device.user))
