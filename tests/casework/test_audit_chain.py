@@ -9,7 +9,7 @@ from casework import audit
 from casework.models import AccessEvent
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_threads_writing_at_once_leave_one_valid_chain():
     if connection.vendor != "postgresql":
         pytest.skip("concurrent writers need a server database (CI runs this on PostgreSQL)")

@@ -77,7 +77,7 @@ def test_claiming_the_same_task_twice_one_wins_the_other_is_told(case, personas)
     assert TaskEvent.objects.filter(task=task, kind="claimed").count() == 1
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_concurrent_claims_on_the_database_exactly_one_wins(personas):
     if connection.vendor != "postgresql":
         pytest.skip("threads need a server database (CI runs this on PostgreSQL)")

@@ -1,5 +1,5 @@
-"""The demo cases and family requests of `seed_demo`, and the `cases` and `families`
-sections of `manage.py benchmark`."""
+"""The demo cases, tasks and family requests of `seed_demo`, and the `cases`, `families`
+and `queues` sections of `manage.py benchmark`."""
 
 import io
 import json
@@ -13,21 +13,31 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
+from casework import queues
 from casework.access import cases_for_user
-from casework.management.commands.seed_demo import DEMO_CASES, DEMO_REQUESTS
+from casework.management.commands.seed_demo import (
+    DEMO_CASES,
+    DEMO_CHECKLISTS,
+    DEMO_REQUESTS,
+    DEMO_TASKS,
+)
 from casework.models import (
     AccessEvent,
     Case,
     CaseUserObjectPermission,
     Note,
+    Priority,
     Stage,
     Task,
+    TaskEvent,
+    TaskTemplate,
     User,
     Whereabouts,
 )
 from contacts.models import ConsentEvent, Message, NoticeText
 from families.matching import tracing_consented
 from families.models import FamilyRequest, MatchCandidate
+from tests.base import login_verified
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,6 +135,7 @@ def test_seed_demo_run_twice_adds_nothing(settings):
     out = seed(settings)
     assert counts() == before
     assert "Demo cases: already there, none added." in out
+    assert "Demo tasks: already there, none added." in out
     assert "Demo family requests: already there, none added." in out
     assert "Demo family credentials" not in out  # the secret is shown once, when made
 
@@ -149,6 +160,10 @@ def test_seed_demo_prints_a_summary_and_no_names(settings):
         "Demo family requests: 5 made (2 in triage, 1 handed over, 1 relaying messages, "
         "1 closed); family-tracing consent for 6 of 12 demo cases."
     ) in out
+    assert (
+        "Demo tasks: 20 made on 10 cases (2 checklists applied): 15 assigned, 5 unassigned, "
+        "1 overdue, 3 urgent."
+    ) in out
     names = [
         name
         for spec in DEMO_CASES
@@ -161,6 +176,67 @@ def test_seed_demo_prints_a_summary_and_no_names(settings):
         words.update(w for w in name.split() if len(w) > 3)
     printed = [w for w in words if w in out]
     assert not printed, printed
+
+
+@pytest.mark.django_db
+def test_seed_demo_fills_each_caseworkers_queue_with_tasks_they_can_open(settings):
+    seed(settings)
+    for username in ("caseworker", "caseworker2"):
+        user = User.objects.get(username=username)
+        queue = list(queues.my_queue(user))
+        assert 6 <= len(queue) <= 10, (username, len(queue))
+        # Every task given to them is in their queue: none on a case they cannot see.
+        assert (
+            len(queue) == user.tasks.filter(status__in=["open", "in_progress", "waiting"]).count()
+        )
+        assert {t.case_id for t in queue} <= set(cases_for_user(user).values_list("pk", flat=True))
+        assert {t.status for t in queue} > {"open"}  # some moved along by the assignee
+        page = login_verified(Client(), user).get("/tasks/")
+        assert page.status_code == 200
+        assert page.content.decode().count('id="task-') == len(queue)
+    mine = list(queues.my_queue(User.objects.get(username="caseworker")))
+    assert mine[0].is_overdue  # the overdue task comes first
+    assert sum(t.is_overdue for t in Task.objects.select_related("case__data_key")) == 1
+    assert Task.objects.filter(priority=Priority.URGENT, assignee__isnull=False).exists()
+    assert not Task.objects.filter(case__sealed=True).exists()
+    # Made through the services: each has its history and its access event.
+    made = Task.objects.count()
+    assert TaskEvent.objects.filter(kind="created").count() == made
+    assert AccessEvent.objects.filter(action="task.created").count() == made
+
+
+@pytest.mark.django_db
+def test_seed_demo_applies_the_checklists_and_the_board_groups_the_tasks(settings):
+    seed(settings)
+    titles = {}
+    for task in Task.objects.select_related("case__data_key"):
+        titles.setdefault(task.case.legal_name, set()).add(task.title)
+    for name, case_name, _assignees in DEMO_CHECKLISTS:
+        items = set(TaskTemplate.objects.get(name=name).items.values_list("title", flat=True))
+        assert items and items <= titles[case_name], name
+    assert {s["title"] for s in DEMO_TASKS} <= set().union(*titles.values())
+
+    coordinator = User.objects.get(username="coordinator")
+    groups = queues.board_summary(queues.board_tasks(coordinator))
+    by_name = {g["assignee"].username if g["assignee"] else None: g for g in groups}
+    assert set(by_name) == {None, "caseworker", "caseworker2"}
+    assert groups[0]["assignee"] is None and by_name[None]["open"] == 5
+    assert by_name["caseworker"]["overdue"] == 1 and by_name["caseworker"]["week"] >= 1
+    page = login_verified(Client(), coordinator).get("/tasks/board/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    total = sum(g["open"] for g in groups)
+    assert f"{total} open tasks" in html
+    assert html.count('name="tasks" value="') == total
+
+
+@pytest.mark.django_db
+def test_seed_demo_makes_the_single_tasks_without_the_checklists(settings):
+    # As in a flushed (transactional) test database: the migrations' checklists are gone.
+    TaskTemplate.objects.all().delete()
+    out = seed(settings)
+    assert "Demo tasks: 9 made on 8 cases (0 checklists applied)" in out
+    assert "Demo tasks: already there, none added." in seed(settings)
 
 
 @pytest.mark.django_db
@@ -325,3 +401,33 @@ def test_benchmark_families_section_compares_form_and_matching_with_baselines(tm
     # A blind index offers a few false candidates by design; decryption drops them.
     assert candidates == 0 and decrypted <= 3
     assert nothing["ratio"] < 1  # the index beats decrypting every case
+
+
+def test_benchmark_queues_section_compares_queue_and_board_with_plain_django(tmp_path):
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "DEBUG": "1", "PASSAGE_VAR_DIR": str(tmp_path)}
+    env.pop("DATABASE_URL", None)  # its own scratch SQLite, whatever the suite runs on
+    result = subprocess.run(
+        [sys.executable, "manage.py", "benchmark", "queues", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {r["name"]: r for r in json.loads(out.read_text())}
+    assert {r["section"] for r in rows.values()} == {"queues"}
+    load = rows["load 100 encrypted tasks"]
+    assert load["unit"] == "rows/s" and load["value"] > 0
+    assert load["note"].endswith("on 200 cases, 20 caseworkers")
+    for page in ("my queue, 4 tasks", "board, 100 open tasks"):
+        timing = rows[f"{page} (200 cases)"]
+        assert timing["unit"] == "ms median" and timing["value"] > 0 and timing["ratio"] > 0
+        queries = rows[f"{page}, queries"]
+        assert queries["unit"] == "queries"
+        # Session, user, device, roles and the tasks: never fewer than five.
+        assert queries["value"] >= 5 and queries["ratio"] > 1
+    # The plain queue is a count and a page; the plain board its rows and the assignees.
+    assert rows["my queue, 4 tasks, queries"]["note"] == "plain Django: 2"
+    assert rows["board, 100 open tasks, queries"]["note"] == "plain Django: 2"

@@ -462,7 +462,7 @@ def database_bytes(tmp_path) -> bytes:
     return result.stdout
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_no_canary_in_the_database_file_or_dump(tmp_path):
     p = Person.objects.create(
         name=CANARY, aliases=[CANARY, "کاناری"], story=f"Lives at {CANARY} street"
