@@ -3,8 +3,8 @@ the same run, in a scratch database that is created and dropped around the run.
 
 Sections register themselves in SECTIONS: `vault` (field encryption, key rotation, name
 search), `cases` (the case list and a case page against plain Django), `families` (the
-public form against plain Django, matching against a decrypt-and-scan); later issues add
-theirs (queues, ...).
+public form against plain Django, matching against a decrypt-and-scan), `queues` (my queue
+and the coordinator's board against plain Django); later issues add theirs.
 """
 
 import contextlib
@@ -28,9 +28,22 @@ from django.shortcuts import get_object_or_404
 from django.template import Context, Template
 from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from . import vault
-from .models import Aim, CaseUserObjectPermission, Risk, Role, Stage, Team, User
+from .models import (
+    ACTIVE_STATUSES,
+    Aim,
+    CaseUserObjectPermission,
+    Priority,
+    Risk,
+    Role,
+    Stage,
+    TaskAim,
+    TaskStatus,
+    Team,
+    User,
+)
 
 SECTIONS = {}
 
@@ -462,10 +475,11 @@ def cases_section(report, *, quick=False, **_options):
         editor.delete_model(PlainCase)
 
 
-def _load_encrypted_cases(cases, team, *, indexed=False) -> float:
+def _load_encrypted_cases(cases, team, *, indexed=False, keep=None) -> float:
     """Bulk insert as `_index_against_scan` does; pre_save encrypts each field.
     bulk_create skips save(), so the reference is set here, and the blind-index entries
-    ("case.names") are written only if `indexed`: the case pages do not read them."""
+    ("case.names") are written only if `indexed`: the case pages do not read them.
+    The saved rows, each with its data key attached, are appended to `keep` if given."""
     from .models import BlindIndexEntry, Case, DataKey
 
     index = Case.blind_indexes[0]
@@ -483,6 +497,8 @@ def _load_encrypted_cases(cases, team, *, indexed=False) -> float:
             rows.append(row)
         DataKey.objects.bulk_create(keys)
         Case.objects.bulk_create(rows)
+        if keep is not None:
+            keep.extend(rows)
         if indexed:
             for row in rows:
                 entries.extend(
@@ -509,22 +525,37 @@ def _load_plain_cases(cases, team) -> float:
 
 def _caseworker_client(team, ids) -> Client:
     """A caseworker with `ids` granted (view and work), logged in with both factors."""
-    from django.contrib.auth.models import Permission
-    from django_otp import DEVICE_ID_SESSION_KEY
-    from django_otp.plugins.otp_totp.models import TOTPDevice
-
     user = User.objects.create_user(username="benchmark-caseworker")
     user.groups.add(Role.group(Role.CASEWORKER))
     team.members.add(user)
-    device = TOTPDevice.objects.create(user=user, name="benchmark", confirmed=True)
+    _grant_work({user: ids})
+    return _verified_client(user)
+
+
+def _grant_work(grants: dict) -> None:
+    """ "view_case" and "change_case" on each user's case ids, in one bulk insert."""
+    from django.contrib.auth.models import Permission
+
     perms = Permission.objects.filter(
         content_type__app_label="casework", codename__in=["view_case", "change_case"]
     )
     CaseUserObjectPermission.objects.bulk_create(
-        CaseUserObjectPermission(user=user, permission=perm, content_object_id=pk)
-        for pk in ids
-        for perm in perms
+        (
+            CaseUserObjectPermission(user=user, permission=perm, content_object_id=pk)
+            for user, ids in grants.items()
+            for pk in ids
+            for perm in perms
+        ),
+        batch_size=5_000,
     )
+
+
+def _verified_client(user) -> Client:
+    """A client logged in as `user` with a confirmed TOTP device verified in the session."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.create(user=user, name="benchmark", confirmed=True)
     # 127.0.0.1: the development profile's ALLOWED_HOSTS (run() sets up no test
     # environment, so "testserver" is not allowed).
     client = Client(HTTP_HOST="127.0.0.1")
@@ -814,6 +845,316 @@ def _matching(report, n, repeat):
         None,
         "one run, normalised names compared; ratio above: process() / scan",
     )
+
+
+# --- queues --------------------------------------------------------------------------------------
+class PlainTask(models.Model):
+    """The same task in plain columns, nothing encrypted: the queues' baseline (scratch
+    table, on the plain cases, with the task table's indexes)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    case = models.ForeignKey(PlainCase, on_delete=models.CASCADE, related_name="+")
+    team = models.ForeignKey("casework.Team", on_delete=models.PROTECT, related_name="+")
+    title = models.CharField(max_length=200)
+    details = models.TextField(blank=True)
+    aim = models.CharField(max_length=20, choices=TaskAim.choices, default=TaskAim.SUPPORT)
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
+    due_on = models.DateField(null=True)
+    status = models.CharField(max_length=20, choices=TaskStatus.choices, default=TaskStatus.OPEN)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True)
+
+    class Meta:
+        app_label = "casework"
+        managed = False
+        db_table = "benchmark_plain_task"
+        indexes = [
+            models.Index(fields=["assignee", "status", "due_on"], name="bench_plain_task_queue"),
+            models.Index(fields=["team", "status"], name="bench_plain_task_team"),
+        ]
+
+    def __str__(self):
+        return self.title
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def is_overdue(self) -> bool:
+        return self.is_active and self.due_on is not None and self.due_on < timezone.localdate()
+
+
+PLAIN_QUEUE = """<p>{{ page.paginator.count }} open tasks.</p>
+<table>{% for task in tasks %}<tr id="task-{{ task.pk }}"{% if task.is_overdue %} class="overdue"{% endif %}>
+<td>{% if task.priority == 0 %}<b>{{ task.get_priority_display }}</b>{% else %}{{ task.get_priority_display }}{% endif %}</td>
+<td><a href="/plain/tasks/{{ task.pk }}/"><bdi>{{ task.title }}</bdi></a><div>{{ task.get_aim_display }}</div></td>
+<td><a href="/plain/{{ task.case_id }}/">{{ task.case.reference }}</a></td>
+<td>{% if task.due_on %}{{ task.due_on|date:"Y-m-d" }}{% if task.is_overdue %} overdue{% elif task.due_on == today %} today{% endif %}{% else %}-{% endif %}</td>
+<td><form method="post" action="/plain/tasks/{{ task.pk }}/status/"><select name="status">
+{% for value, label in statuses %}<option value="{{ value }}"{% if value == task.status %} selected{% endif %}>{{ label }}</option>{% endfor %}
+</select><button>Update</button></form></td></tr>{% endfor %}</table>
+{% if page.has_next %}<a href="?page={{ page.next_page_number }}">next</a>{% endif %}"""
+
+PLAIN_BOARD = """<h2>{{ total }} open tasks</h2>
+<table>{% for g in groups %}<tr><th><a href="#group-{{ g.assignee.pk|default:'none' }}">{% if g.assignee %}{{ g.assignee.get_full_name|default:g.assignee.get_username }}{% else %}Unassigned{% endif %}</a></th>
+<td>{{ g.open }}</td><td>{{ g.overdue }}</td><td>{{ g.week }}</td></tr>{% endfor %}</table>
+<form method="post" action="/plain/board/assign/"><select name="assignee"><option value="">Nobody</option>
+{% for person in assignees %}<option value="{{ person.pk }}">{{ person.get_full_name|default:person.get_username }}</option>{% endfor %}</select>
+{% for g in groups %}<section id="group-{{ g.assignee.pk|default:'none' }}">
+<h2>{% if g.assignee %}{{ g.assignee.get_full_name|default:g.assignee.get_username }}{% else %}Unassigned{% endif %}
+{{ g.open }} open, {{ g.overdue }} overdue, {{ g.week }} due this week</h2><table>
+{% for task in g.tasks %}<tr{% if task.is_overdue %} class="overdue"{% endif %}>
+<td><input type="checkbox" name="tasks" value="{{ task.pk }}" id="pick-{{ task.pk }}"></td>
+<td><label for="pick-{{ task.pk }}"><bdi>{{ task.title }}</bdi></label> <a href="/plain/tasks/{{ task.pk }}/">open</a><div>{{ task.get_aim_display }}</div></td>
+<td>{{ task.case.reference }}</td><td>{{ task.get_priority_display }}</td>
+<td>{% if task.due_on %}{{ task.due_on|date:"Y-m-d" }}{% if task.is_overdue %} overdue{% endif %}{% else %}-{% endif %}</td>
+<td>{{ task.get_status_display }}</td></tr>{% endfor %}</table></section>{% endfor %}</form>"""
+
+
+def plain_my_queue(request, user_id):
+    """What my queue costs in plain Django: one person's open rows in queue order, a page."""
+    from .queues import queue_order
+
+    tasks = queue_order(
+        PlainTask.objects.filter(assignee_id=user_id, status__in=ACTIVE_STATUSES).select_related(
+            "case"
+        )
+    )
+    page = Paginator(tasks, settings.PASSAGE_TASKS_PER_PAGE).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "tasks": list(page.object_list),
+        "today": timezone.localdate(),
+        "statuses": TaskStatus.choices,
+    }
+    return HttpResponse(_template(PLAIN_QUEUE).render(Context(context)))
+
+
+def plain_board(request, team_id):
+    """What the board costs in plain Django: a team's open rows grouped by assignee, and
+    the people to assign them to."""
+    from .queues import board_summary, queue_order
+
+    tasks = queue_order(
+        PlainTask.objects.filter(team_id=team_id, status__in=ACTIVE_STATUSES).select_related(
+            "case", "assignee"
+        )
+    )
+    tasks = list(tasks[:1000])
+    assignees = User.objects.filter(teams=team_id, is_active=True).order_by("username")
+    context = {
+        "groups": board_summary(tasks),
+        "assignees": assignees,
+        "total": len(tasks),
+        "today": timezone.localdate(),
+    }
+    return HttpResponse(_template(PLAIN_BOARD).render(Context(context)))
+
+
+TASK_TITLES = [
+    "Residence-permit appointment",
+    "Housing",
+    "Bank account",
+    "Doctor registration",
+    "Counselling intake",
+    "Language course",
+    "Agree a safety plan with the person",
+    "Arrange safe transport",
+    "Find emergency accommodation",
+    "Book legal advice on asylum or residence",
+    "Replace lost or withheld identity documents",
+    "Check-in call",
+    "Review risk level",
+    "File signed consent forms",
+]
+# Titles often name people: a third of them do here.
+TASK_ABOUT = ["Call back", "Meet", "Write to the lawyer of", "Ask the school about", "Visit"]
+
+
+def fake_tasks(caseloads, cases, *, per_worker, unassigned, seed=9) -> list[dict]:
+    """Open tasks as plain values, shared by the encrypted rows and the baseline.
+
+    `caseloads` maps each caseworker to the indexes (into `cases`) of their caseload;
+    each gets `per_worker` tasks on those cases, and `unassigned` more go on any case.
+    Mixed priorities; about 12% overdue, 25% undated, the rest due within two months."""
+    rng = random.Random(seed)
+    today = timezone.localdate()
+    now = timezone.now()
+
+    def one(assignee, case_index):
+        roll = rng.random()
+        if roll < 0.12:
+            due = today - datetime.timedelta(days=rng.randint(1, 30))
+        elif roll < 0.37:
+            due = None
+        else:
+            due = today + datetime.timedelta(days=rng.randint(0, 60))
+        if rng.random() < 1 / 3:
+            title = f"{rng.choice(TASK_ABOUT)} {rng.choice(FIRST)} {rng.choice(LAST)}"
+        else:
+            title = rng.choice(TASK_TITLES)
+        if assignee is None:
+            status = TaskStatus.OPEN
+        else:
+            status = rng.choices(ACTIVE_STATUSES, weights=[60, 30, 10])[0]
+        return {
+            "id": uuid.UUID(int=rng.getrandbits(128), version=4),
+            "case": case_index,
+            "assignee": assignee,
+            "title": title,
+            "details": rng.choice(["", *NEEDS, *CIRCUMSTANCES]),
+            "aim": rng.choice(TaskAim.values),
+            "priority": rng.choices(Priority.values, weights=[5, 20, 55, 20])[0],
+            "due_on": due,
+            "status": status,
+            "created_at": now - datetime.timedelta(minutes=rng.randrange(90 * 24 * 60)),
+        }
+
+    out = []
+    for worker, caseload in caseloads.items():
+        out.extend(one(worker, rng.choice(caseload)) for _ in range(per_worker))
+    out.extend(one(None, rng.randrange(len(cases))) for _ in range(unassigned))
+    return out
+
+
+@section("queues")
+def queues_section(report, *, quick=False, **_options):
+    """1. One team: `n` encrypted cases (each under its own data key), 20 caseworkers each
+       with a caseload of n/20 cases, a coordinator leading the team.
+    2. `per_worker` open tasks per caseworker on their caseload (each granted "view_case"
+       and "change_case" on their tasks' cases) and `unassigned` more: bulk-inserted,
+       titles and details encrypted under the case's key; the same rows in a plain table.
+    3. Median time and queries of GET /tasks/ (one caseworker's queue) and GET
+       /tasks/board/ (the coordinator's board, every open task) through the whole stack,
+       against plain function views over the plain tables called through RequestFactory.
+    """
+    # Full size: seconds to load and measure on SQLite; --quick: a second or two.
+    n, per_worker, unassigned, repeat = (200, 4, 20, 5) if quick else (2_000, 40, 200, 11)
+    workers = 20
+    team = Team.objects.create(name="Benchmark queues team")
+    rng = random.Random(8)
+    caseworkers = [
+        User.objects.create_user(
+            username=f"benchmark-queues-{i:02d}",
+            first_name=rng.choice(FIRST),
+            last_name=rng.choice(LAST),
+        )
+        for i in range(1, workers + 1)
+    ]
+    Role.group(Role.CASEWORKER).user_set.add(*caseworkers)
+    team.members.add(*caseworkers)
+    coordinator = User.objects.create_user(username="benchmark-queues-coordinator")
+    coordinator.groups.add(Role.group(Role.COORDINATOR))
+    team.coordinators.add(coordinator)
+
+    # Own references: the other sections' rows may be in the same database.
+    cases = [{**c, "reference": f"Q-{i + 1:07d}"} for i, c in enumerate(fake_cases(n, seed=8))]
+    case_rows = []
+    _load_encrypted_cases(cases, team, keep=case_rows)
+    _load_plain_cases(cases, team)
+    caseloads = {w: list(range(i, n, workers)) for i, w in enumerate(caseworkers)}
+    tasks = fake_tasks(caseloads, cases, per_worker=per_worker, unassigned=unassigned)
+    encrypted = _load_encrypted_tasks(tasks, case_rows, team, coordinator)
+    plain = _load_plain_tasks(tasks, cases, team, coordinator)
+    grants = {w: set() for w in caseworkers}
+    for t in tasks:
+        if t["assignee"] is not None:
+            grants[t["assignee"]].add(cases[t["case"]]["id"])
+    _grant_work(grants)
+    report.add(
+        "queues",
+        f"load {len(tasks):,} encrypted tasks",
+        len(tasks) / encrypted,
+        "rows/s",
+        None,
+        f"plain rows: {len(tasks) / plain:,.0f} rows/s; on {n:,} cases, {workers} caseworkers",
+    )
+
+    caseworker = caseworkers[0]
+    factory = RequestFactory(HTTP_HOST="127.0.0.1")
+    worker_client = _verified_client(caseworker)
+    coordinator_client = _verified_client(coordinator)
+    total = len(tasks)
+    pages = {
+        f"my queue, {per_worker} tasks": (
+            lambda: worker_client.get("/tasks/"),
+            lambda: plain_my_queue(factory.get("/plain/tasks/"), caseworker.pk),
+            'id="task-',
+            per_worker,
+        ),
+        f"board, {total:,} open tasks": (
+            lambda: coordinator_client.get("/tasks/board/"),
+            lambda: plain_board(factory.get("/plain/board/"), team.pk),
+            'name="tasks" value="',
+            total,
+        ),
+    }
+    for label, (passage, baseline, row_mark, rows) in pages.items():
+        # Both pages show every row they should (a page that showed none would be fast).
+        for get in (passage, baseline):
+            shown = get().content.decode().count(row_mark)
+            if shown != rows:
+                raise RuntimeError(f"{label}: {shown} rows shown, {rows} expected")
+        ours, our_queries = _measure(passage, repeat)
+        theirs, their_queries = _measure(baseline, repeat)
+        report.add(
+            "queues",
+            f"{label} ({n:,} cases)",
+            ours * 1000,
+            "ms median",
+            theirs * 1000,
+            f"plain Django: {theirs * 1000:.1f} ms",
+        )
+        report.add(
+            "queues",
+            f"{label}, queries",
+            our_queries,
+            "queries",
+            their_queries,
+            f"plain Django: {their_queries}",
+        )
+    with connection.schema_editor() as editor:
+        editor.delete_model(PlainTask)
+        editor.delete_model(PlainCase)
+
+
+def _load_encrypted_tasks(tasks, case_rows, team, creator) -> float:
+    """Bulk insert; pre_save encrypts title and details under each case's data key (the
+    case rows carry theirs, unwrapped once per case)."""
+    from .models import Task
+
+    start = time.perf_counter()
+    Task.objects.bulk_create(
+        (Task(**{**t, "case": case_rows[t["case"]]}, team=team, created_by=creator) for t in tasks),
+        batch_size=1_000,
+    )
+    return time.perf_counter() - start
+
+
+def _load_plain_tasks(tasks, cases, team, creator) -> float:
+    with connection.schema_editor() as editor:
+        editor.create_model(PlainTask)
+    start = time.perf_counter()
+    PlainTask.objects.bulk_create(
+        (
+            PlainTask(
+                **{k: v for k, v in t.items() if k != "case"},
+                case_id=cases[t["case"]]["id"],
+                team=team,
+                created_by=creator,
+            )
+            for t in tasks
+        ),
+        batch_size=1_000,
+    )
+    return time.perf_counter() - start
 
 
 def run(sections, out, **options):

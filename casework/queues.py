@@ -68,17 +68,25 @@ def teams_of(user):
 
 
 def team_queue(user):
+    """Unassigned tasks of one's teams; a sealed case's tasks only for its named users."""
+    visible = access.cases_for_user(user)
     return queue_order(
         Task.objects.filter(
             team__in=teams_of(user), assignee__isnull=True, status__in=ACTIVE_STATUSES
-        ).select_related("case__data_key", "case")
+        )
+        .filter(Q(case__sealed=False) | Q(case__in=visible))
+        .select_related("case__data_key", "case")
     )
 
 
 def board_tasks(coordinator):
+    """Every open task of the coordinator's teams, on cases the coordinator may see (a
+    sealed case's tasks stay off the board unless the coordinator is named on it)."""
     return queue_order(
         Task.objects.filter(
-            team__coordinators=coordinator, status__in=ACTIVE_STATUSES
+            team__coordinators=coordinator,
+            status__in=ACTIVE_STATUSES,
+            case__in=access.cases_for_user(coordinator),
         ).select_related("case__data_key", "case", "assignee", "team")
     )
 

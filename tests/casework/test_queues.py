@@ -302,3 +302,17 @@ def test_queue_and_board_queries_stay_flat(case, personas):
     # query), count for the pager; board: the same with assignees, plus the people list.
     for url, (small, large) in counts.items():
         assert small == large, (url, small, large)
+
+
+def test_a_sealed_case_keeps_its_tasks_off_the_board_and_team_queue(case, personas):
+    from casework import services as case_services
+
+    new_task(case, personas.coordinator, "sealed-secret-title")
+    second = make_user("coordinator9", "coordinator")
+    personas.team.coordinators.add(second)
+    case_services.case_seal(actor=personas.coordinator, case=case, sealed=True)
+    assert not queues.board_tasks(second).exists()
+    assert queues.board_tasks(personas.coordinator).exists()  # named by sealing it
+    outsider = make_user("cw-team", "caseworker")
+    personas.team.members.add(outsider)
+    assert not queues.team_queue(outsider).exists()

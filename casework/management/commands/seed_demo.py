@@ -1,5 +1,5 @@
-"""Demo data for `make run`: one user per role, a few teams, a dozen cases, five family
-requests. Safe to run again."""
+"""Demo data for `make run`: one user per role, a few teams, a dozen cases, tasks in the
+caseworkers' queues and on the board, five family requests. Safe to run again."""
 
 import base64
 import datetime
@@ -7,10 +7,24 @@ import datetime
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from casework import services, vault
-from casework.models import Aim, Case, Risk, Role, Stage, Team, User
+from casework import queues, services, vault
+from casework.models import (
+    Aim,
+    Case,
+    Priority,
+    Risk,
+    Role,
+    Stage,
+    Task,
+    TaskAim,
+    TaskStatus,
+    TaskTemplate,
+    Team,
+    User,
+)
 from contacts import services as contact_services
 from contacts.models import ConsentEvent, NoticeText, Purpose
 from families import services as family_services
@@ -423,6 +437,101 @@ DEMO_CASES = [
 ]
 
 
+# Tasks on the demo cases, made by the coordinator through casework.queues as staff would.
+# case: the demo case's legal name; due: days from today (negative: overdue), None for no
+# date; assignee: a demo caseworker who can see the case, or None (the team queue);
+# status: set by the assignee afterwards. The titles also mark the demo tasks as made.
+DEMO_TASKS = [
+    {
+        "case": "علی رضایی",
+        "title": "Legal clinic: the debts signed in his name",
+        "aim": TaskAim.SUPPORT,
+        "priority": Priority.HIGH,
+        "due": -3,  # overdue
+        "assignee": "caseworker",
+        "status": TaskStatus.IN_PROGRESS,
+    },
+    {
+        "case": "Emre Yıldız",
+        "title": "Ask the college about finishing his training",
+        "aim": TaskAim.SUPPORT,
+        "priority": Priority.NORMAL,
+        "due": 10,
+        "assignee": "caseworker",
+    },
+    {
+        "case": "Astrid Nyström",
+        "title": "Send the schools the children's records",
+        "aim": TaskAim.RESETTLEMENT,
+        "priority": Priority.NORMAL,
+        "due": 5,
+        "assignee": "caseworker",
+        "status": TaskStatus.WAITING,
+    },
+    {
+        "case": "Mikkel Sørensen",
+        "title": "First meeting: agree a safety plan",
+        "aim": TaskAim.REFUGE,
+        "priority": Priority.HIGH,
+        "due": 1,
+        "assignee": None,  # no caseworker yet: the team queue
+    },
+    {
+        "case": "Lukas Becker",
+        "title": "Follow up the letter to the pension office",
+        "aim": TaskAim.RESETTLEMENT,
+        "priority": Priority.NORMAL,
+        "due": 14,
+        "assignee": "caseworker2",
+        "status": TaskStatus.WAITING,
+    },
+    {
+        "case": "Lucía Fernández Ortega",
+        "title": "Prepare her for the hearing on contact with her son",
+        "aim": TaskAim.REUNIFICATION,
+        "priority": Priority.URGENT,
+        "due": 2,
+        "assignee": "caseworker2",
+        "status": TaskStatus.IN_PROGRESS,
+    },
+    {
+        "case": "زهرا حسینی",
+        "title": "Plan the second meeting with her parents",
+        "aim": TaskAim.REUNIFICATION,
+        "priority": Priority.NORMAL,
+        "due": 12,
+        "assignee": "caseworker2",
+    },
+    {
+        "case": "Katharina Vogel",
+        "title": "Look through the family requests for her brother",
+        "aim": TaskAim.REUNIFICATION,
+        "priority": Priority.NORMAL,
+        "due": None,
+        "assignee": "caseworker2",
+    },
+    {
+        "case": "زهرا حسینی",
+        "title": "Help with her identity documents",
+        "aim": TaskAim.ADMINISTRATION,
+        "priority": Priority.LOW,
+        "due": None,
+        "assignee": None,
+    },
+]
+
+# Checklists (TaskTemplate, from the migrations) applied to one case each; the items go,
+# in order, to these caseworkers (None and any item past the list: unassigned).
+DEMO_CHECKLISTS = [
+    (
+        "Resettlement checklist",
+        "فاطمه احمدی",
+        ["caseworker", "caseworker2", "caseworker", "caseworker2", None, "caseworker"],
+    ),
+    ("Arrival and refuge", "مریم کریمی", ["caseworker", "caseworker", "caseworker", None, None]),
+]
+
+
 def family_request(requester, relationship, country, phone, *, sought, born, message) -> dict:
     """What the public form hands to request_submit (ContactRequestForm.request_data)."""
     return {
@@ -534,6 +643,7 @@ class Command(BaseCommand):
                 teams[name] = team
         self.print_logins(users)
         self.seed_cases(users, teams)
+        self.seed_tasks(users, teams)
         self.seed_family_requests(users, teams)
 
     def user(self, username, first, last, role):
@@ -594,6 +704,65 @@ class Command(BaseCommand):
         if spec.get("sealed"):
             services.case_seal(actor=coordinator, case=case, sealed=True)
         return case
+
+    def seed_tasks(self, users, teams):
+        """Demo tasks and two checklists through casework.queues, as the coordinator would
+        make and hand them out; then the assignees move a few along. One transaction;
+        skipped once any demo task is there (found by its title, decrypted)."""
+        demo = Case.objects.filter(team__in=teams.values()).select_related("data_key", "team")
+        cases = {case.legal_name: case for case in demo}
+        needed = {spec["case"] for spec in DEMO_TASKS} | {c for _t, c, _a in DEMO_CHECKLISTS}
+        if not needed <= set(cases):
+            self.stdout.write("Demo tasks: the demo cases are not all there, none added.")
+            return
+        titles = {spec["title"] for spec in DEMO_TASKS}
+        there = Task.objects.filter(case__in=demo).select_related("case__data_key")
+        if any(task.title in titles for task in there):
+            self.stdout.write("Demo tasks: already there, none added.")
+            return
+        coordinator = users["coordinator"]
+        today = timezone.localdate()
+        made, applied = [], 0
+        with transaction.atomic():
+            for spec in DEMO_TASKS:
+                assignee = users[spec["assignee"]] if spec["assignee"] else None
+                task = queues.task_create(
+                    actor=coordinator,
+                    case=cases[spec["case"]],
+                    title=spec["title"],
+                    aim=spec["aim"],
+                    priority=spec["priority"],
+                    due_on=None if spec["due"] is None else today + datetime.timedelta(spec["due"]),
+                    assignee=assignee,
+                )
+                if spec.get("status"):
+                    queues.task_set_status(actor=assignee, task=task, status=spec["status"])
+                made.append(task)
+            for name, case_name, assignees in DEMO_CHECKLISTS:
+                # The migrations make the checklists; a flushed test database has none.
+                template = TaskTemplate.objects.filter(name=name, active=True).first()
+                if template is None:
+                    continue
+                items = queues.template_apply(
+                    actor=coordinator, case=cases[case_name], template=template
+                )
+                for task, username in zip(items, assignees, strict=False):
+                    if username:
+                        queues.task_assign(
+                            actor=coordinator, tasks=[task], assignee=users[username]
+                        )
+                made.extend(items)
+                applied += 1
+        # Counts only: neither the titles nor the people's names go to the terminal.
+        assigned = sum(t.assignee_id is not None for t in made)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo tasks: {len(made)} made on {len({t.case_id for t in made})} cases "
+                f"({applied} checklists applied): {assigned} assigned, "
+                f"{len(made) - assigned} unassigned, {sum(t.is_overdue for t in made)} overdue, "
+                f"{sum(t.priority == Priority.URGENT for t in made)} urgent."
+            )
+        )
 
     def seed_family_requests(self, users, teams):
         """Family-tracing consent on half the demo cases, then the demo family requests,
