@@ -89,3 +89,39 @@ def _flush_with_append_only_tables():
 
 
 _flush_with_append_only_tables()
+
+
+def ensure_migration_data():
+    """Put back what data migrations made (content types, permissions, roles, notice
+    texts, checklists), which a flush between transactional tests can remove or renumber.
+    Every step is get-or-create."""
+    import importlib
+
+    from django.apps import apps
+    from django.contrib.auth.management import create_permissions
+    from django.contrib.contenttypes.management import create_contenttypes
+    from django.contrib.contenttypes.models import ContentType
+    from django.db import connection
+
+    ContentType.objects.clear_cache()
+    for app_config in apps.get_app_configs():
+        create_contenttypes(app_config, verbosity=0)
+        create_permissions(app_config, verbosity=0)
+    importlib.import_module("casework.migrations.0002_roles").assign_roles(apps)
+    for module in (
+        "casework.migrations.0007_task_templates",
+        "families.migrations.0002_family_notice",
+    ):
+        importlib.import_module(module).seed(apps, connection)
+    importlib.import_module("contacts.migrations.0002_consent_ledger").install(apps, connection)
+
+
+@pytest.fixture(autouse=True)
+def _migration_data_for_transactional_tests(request, _django_db_helper):
+    marker = request.node.get_closest_marker("django_db")
+    transactional = (marker is not None and marker.kwargs.get("transaction")) or any(
+        name in request.fixturenames for name in ("transactional_db", "live_server")
+    )
+    if transactional:
+        ensure_migration_data()
+    yield
