@@ -283,49 +283,6 @@ class CaseSearchForm(forms.Form):
 
 
 # --- Tasks -------------------------------------------------------------------------------------
-class TaskForm(forms.Form):
-    title = forms.CharField(label=_("Task"), max_length=200)
-    details = forms.CharField(
-        label=_("Details"),
-        required=False,
-        max_length=TEXT_LIMIT,
-        widget=forms.Textarea(attrs={"rows": 2}),
-    )
-    aim = forms.ChoiceField(label=_("Aim"), choices=TaskAim.choices, initial=TaskAim.SUPPORT)
-    priority = forms.TypedChoiceField(
-        label=_("Priority"), choices=Priority.choices, coerce=int, initial=Priority.NORMAL
-    )
-    due_on = forms.DateField(
-        label=_("Due"), required=False, widget=forms.DateInput(attrs={"type": "date"})
-    )
-    assignee = forms.ModelChoiceField(
-        label=_("Assign to"),
-        required=False,
-        queryset=User.objects.none(),
-        empty_label=_("Nobody yet"),
-    )
-    grant_access = forms.BooleanField(
-        label=_("If they cannot see the case yet, grant them access with this assignment"),
-        required=False,
-    )
-
-    def __init__(self, *args, assignees=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["assignee"].queryset = (
-            assignees if assignees is not None else User.objects.none()
-        )
-
-
-class TaskStatusForm(forms.Form):
-    status = forms.ChoiceField(label=_("Status"), choices=TaskStatus.choices)
-
-
-class TaskCommentForm(forms.Form):
-    comment = forms.CharField(
-        label=_("Comment"), max_length=TEXT_LIMIT, widget=forms.Textarea(attrs={"rows": 2})
-    )
-
-
 class AssignForm(forms.Form):
     assignee = forms.ModelChoiceField(
         label=_("Assign to"),
@@ -343,6 +300,41 @@ class AssignForm(forms.Form):
         self.fields["assignee"].queryset = (
             assignees if assignees is not None else User.objects.none()
         )
+
+
+class TaskForm(AssignForm):
+    """A new task; the assignee and the access grant work as on the assignment form."""
+
+    field_order = ["title", "details", "aim", "priority", "due_on", "assignee", "grant_access"]
+
+    title = forms.CharField(label=_("Task"), max_length=200)
+    details = forms.CharField(
+        label=_("Details"),
+        required=False,
+        max_length=TEXT_LIMIT,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+    aim = forms.ChoiceField(label=_("Aim"), choices=TaskAim.choices, initial=TaskAim.SUPPORT)
+    priority = forms.TypedChoiceField(
+        label=_("Priority"), choices=Priority.choices, coerce=int, initial=Priority.NORMAL
+    )
+    due_on = forms.DateField(
+        label=_("Due"), required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["assignee"].empty_label = _("Nobody yet")
+
+
+class TaskStatusForm(forms.Form):
+    status = forms.ChoiceField(label=_("Status"), choices=TaskStatus.choices)
+
+
+class TaskCommentForm(forms.Form):
+    comment = forms.CharField(
+        label=_("Comment"), max_length=TEXT_LIMIT, widget=forms.Textarea(attrs={"rows": 2})
+    )
 
 
 class BulkAssignForm(AssignForm):

@@ -159,3 +159,27 @@ def url_patterns(resolver=None, prefix="/", namespace=""):
 
 def new_uuid() -> str:
     return str(uuid.uuid4())
+
+
+def run_benchmark(tmp_path, section: str) -> dict:
+    """`manage.py benchmark SECTION --quick` in a subprocess (its own scratch SQLite,
+    whatever the suite runs on); the rows by name."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / f"bench-{section}.json"
+    env = {**os.environ, "DEBUG": "1", "PASSAGE_VAR_DIR": str(tmp_path)}
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "benchmark", section, "--quick", "--json", str(out)],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return {row["name"]: row for row in json.loads(out.read_text())}

@@ -2,11 +2,7 @@
 and `queues` sections of `manage.py benchmark`."""
 
 import io
-import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -37,7 +33,7 @@ from casework.models import (
 from contacts.models import ConsentEvent, Message, NoticeText
 from families.matching import tracing_consented
 from families.models import FamilyRequest, MatchCandidate
-from tests.base import login_verified
+from tests.base import login_verified, run_benchmark
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -331,19 +327,7 @@ def test_the_printed_demo_credentials_open_the_relay_request_status(settings):
 
 
 def test_benchmark_cases_section_compares_pages_with_plain_django(tmp_path):
-    out = tmp_path / "bench.json"
-    env = {**os.environ, "DEBUG": "1", "PASSAGE_VAR_DIR": str(tmp_path)}
-    env.pop("DATABASE_URL", None)  # its own scratch SQLite, whatever the suite runs on
-    result = subprocess.run(
-        [sys.executable, "manage.py", "benchmark", "cases", "--quick", "--json", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = {r["name"]: r for r in json.loads(out.read_text())}
+    rows = run_benchmark(tmp_path, "cases")
     assert {r["section"] for r in rows.values()} == {"cases"}
     for page in ("case list, page 1 of 200 visible", "case detail"):
         timing = rows[f"{page} (2,000 cases)"]
@@ -359,19 +343,7 @@ def test_benchmark_cases_section_compares_pages_with_plain_django(tmp_path):
 
 
 def test_benchmark_families_section_compares_form_and_matching_with_baselines(tmp_path):
-    out = tmp_path / "bench.json"
-    env = {**os.environ, "DEBUG": "1", "PASSAGE_VAR_DIR": str(tmp_path)}
-    env.pop("DATABASE_URL", None)
-    result = subprocess.run(
-        [sys.executable, "manage.py", "benchmark", "families", "--quick", "--json", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = {r["name"]: r for r in json.loads(out.read_text())}
+    rows = run_benchmark(tmp_path, "families")
     assert {r["section"] for r in rows.values()} == {"families"}
     post = rows["contact form, valid POST"]
     assert post["unit"] == "ms median" and post["value"] > 0 and post["ratio"] > 0
@@ -404,19 +376,7 @@ def test_benchmark_families_section_compares_form_and_matching_with_baselines(tm
 
 
 def test_benchmark_queues_section_compares_queue_and_board_with_plain_django(tmp_path):
-    out = tmp_path / "bench.json"
-    env = {**os.environ, "DEBUG": "1", "PASSAGE_VAR_DIR": str(tmp_path)}
-    env.pop("DATABASE_URL", None)  # its own scratch SQLite, whatever the suite runs on
-    result = subprocess.run(
-        [sys.executable, "manage.py", "benchmark", "queues", "--quick", "--json", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = {r["name"]: r for r in json.loads(out.read_text())}
+    rows = run_benchmark(tmp_path, "queues")
     assert {r["section"] for r in rows.values()} == {"queues"}
     load = rows["load 100 encrypted tasks"]
     assert load["unit"] == "rows/s" and load["value"] > 0

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from casework import vault
 from casework.models import BlindIndexEntry, DataKey, Job
+from tests.base import run_benchmark
 from tests.vaulttest.models import Diary, Person
 
 pytestmark = pytest.mark.django_db
@@ -475,19 +476,7 @@ def test_no_canary_in_the_database_file_or_dump(tmp_path):
 
 
 def test_benchmark_vault_section_runs_in_a_scratch_database(tmp_path):
-    out = tmp_path / "bench.json"
-    env = {**os.environ, "DEBUG": "1", "PASSAGE_VAR_DIR": str(tmp_path)}
-    env.pop("DATABASE_URL", None)  # its own scratch SQLite, whatever the suite runs on
-    result = subprocess.run(
-        [sys.executable, "manage.py", "benchmark", "vault", "--quick", "--json", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = {r["name"]: r for r in json.loads(out.read_text())}
+    rows = run_benchmark(tmp_path, "vault")
     scan = rows["name search, decrypt-and-scan (5,000 names)"]
     assert scan["ratio"] is not None and scan["value"] > 0
     assert any(name.startswith("DEK re-wraps") for name in rows)
