@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from . import access, queues
+from . import access, audit, queues
 from .access import get_case_for_user, get_task_for_user
 from .forms import (
     AssignForm,
@@ -47,11 +47,24 @@ def _back(request, default="my_queue"):
     return redirect(default)
 
 
+def _record_listing(request, tasks, page):
+    """Task titles are case content: one access event per page, naming the tasks shown."""
+    tasks = list(tasks)
+    if tasks:
+        audit.record(
+            request.user,
+            "task.listed",
+            request=request,
+            detail={"page": page, "tasks": [str(t.pk) for t in tasks]},
+        )
+
+
 @login_required
 def my_queue(request):
     _require_caseworkers(request.user)
     page = Paginator(queues.my_queue(request.user), settings.PASSAGE_TASKS_PER_PAGE)
     page = page.get_page(request.GET.get("page"))
+    _record_listing(request, page.object_list, "my_queue")
     return render(
         request,
         "casework/my_queue.html",
@@ -75,6 +88,7 @@ def team_queue(request):
     )
     for task in tasks:
         task.claimable = task.case_id in visible
+    _record_listing(request, [t for t in tasks if t.claimable], "team_queue")
     return render(
         request, "casework/team_queue.html", {"tasks": tasks, "today": timezone.localdate()}
     )
@@ -200,6 +214,7 @@ def board(request):
         tasks = _filter_board(tasks, filters.cleaned_data)
     tasks = list(tasks[:1000])
     groups = queues.board_summary(tasks)
+    _record_listing(request, tasks, "board")
     assignees = (
         queues.User.objects.filter(
             teams__in=request.user.led_teams.all(), groups__name=Role.CASEWORKER, is_active=True

@@ -316,3 +316,13 @@ def test_a_sealed_case_keeps_its_tasks_off_the_board_and_team_queue(case, person
     outsider = make_user("cw-team", "caseworker")
     personas.team.members.add(outsider)
     assert not queues.team_queue(outsider).exists()
+
+
+def test_reading_a_queue_is_logged(case, personas):
+    new_task(case, personas.coordinator, "logged", assignee=personas.caseworker)
+    login_verified(Client(), personas.caseworker).get(reverse("my_queue"))
+    login_verified(Client(), personas.coordinator).get(reverse("board"))
+    pages = [
+        e.detail["page"] for e in AccessEvent.objects.filter(action="task.listed").order_by("seq")
+    ]
+    assert pages == ["my_queue", "board"]
