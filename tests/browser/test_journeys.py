@@ -34,6 +34,8 @@ def test_a_family_writes_in_persian_on_a_phone_and_checks_the_status(live_server
     page = context.new_page()
     page.goto(live_server.url + "/contact/")
     assert page.locator("html").get_attribute("dir") == "rtl"
+    # Nothing may widen the page: a right-to-left page would open scrolled to blank space.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     assert_accessible(page)
     page.get_by_role("button", name="فرستادن درخواست").click()  # empty: errors in Persian
     expect(page.locator(".alert-danger")).to_be_visible()
@@ -100,6 +102,7 @@ def test_a_coordinator_assigns_and_a_caseworker_works_the_queue(live_server, bro
     login(worker_page, live_server.url, people.caseworker)
     worker_page.goto(live_server.url + "/tasks/")
     expect(worker_page.get_by_text("Find emergency housing")).to_be_visible()
+    assert worker_page.evaluate("document.documentElement.scrollWidth") <= 390
     assert_accessible(worker_page)
     worker_page.locator("select[name=status]").select_option("done")
     worker_page.get_by_role("button", name="Update").click()  # htmx swaps the row
