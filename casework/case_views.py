@@ -9,7 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
-from django.http import Http404, HttpResponse, HttpResponseNotAllowed
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
@@ -42,6 +42,7 @@ from .models import (
     User,
     Whereabouts,
 )
+from .responses import post_only, report_errors
 
 SEARCH_SESSION_KEY = "passage_case_searches"
 
@@ -261,8 +262,8 @@ def case_edit(request, pk):
 @login_required
 def case_stage(request, pk):
     case = get_case_for_user(request, pk, access.CHANGE)
-    if request.method != "POST":  # after the case check: outsiders see 404, not 405
-        return HttpResponseNotAllowed(["POST"])
+    if (refused := post_only(request)) is not None:
+        return refused
     form = StageForm(request.POST)
     if form.is_valid():
         services.case_change_stage(
@@ -277,8 +278,8 @@ def case_stage(request, pk):
 @login_required
 def case_close(request, pk):
     case = get_case_for_user(request, pk, access.CHANGE)
-    if request.method != "POST":  # after the case check: outsiders see 404, not 405
-        return HttpResponseNotAllowed(["POST"])
+    if (refused := post_only(request)) is not None:
+        return refused
     services.case_change_stage(actor=request.user, case=case, stage=Stage.CLOSED, request=request)
     messages.success(request, _("Case closed. It will be shredded after the retention period."))
     return redirect("case_detail", pk=case.pk)
@@ -287,8 +288,8 @@ def case_close(request, pk):
 @login_required
 def case_reopen(request, pk):
     case = get_case_for_user(request, pk, access.CHANGE)
-    if request.method != "POST":  # after the case check: outsiders see 404, not 405
-        return HttpResponseNotAllowed(["POST"])
+    if (refused := post_only(request)) is not None:
+        return refused
     if case.stage == Stage.CLOSED:
         services.case_change_stage(
             actor=request.user, case=case, stage=Stage.INTAKE, request=request
@@ -300,8 +301,8 @@ def case_reopen(request, pk):
 @login_required
 def note_add(request, pk):
     case = get_case_for_user(request, pk, access.CHANGE)
-    if request.method != "POST":  # after the case check: outsiders see 404, not 405
-        return HttpResponseNotAllowed(["POST"])
+    if (refused := post_only(request)) is not None:
+        return refused
     form = NoteForm(request.POST, request.FILES)
     if form.is_valid():
         services.note_add(
@@ -314,9 +315,7 @@ def note_add(request, pk):
         )
         messages.success(request, _("Note added."))
         return redirect("case_detail", pk=case.pk)
-    for errors in form.errors.values():
-        for error in errors:
-            messages.error(request, error)
+    report_errors(request, form)
     return redirect("case_detail", pk=case.pk)
 
 
@@ -373,8 +372,8 @@ def whereabouts(request, pk):
 @login_required
 def whereabouts_edit(request, pk):
     case = get_case_for_user(request, pk, access.WHEREABOUTS)
-    if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
+    if (refused := post_only(request)) is not None:
+        return refused
     if not access.can(request.user, access.CHANGE, case):
         raise Http404
     form = WhereaboutsForm(request.POST)
@@ -440,8 +439,8 @@ def case_access(request, pk):
 @login_required
 def case_revoke(request, pk):
     case = get_case_for_user(request, pk)
-    if request.method != "POST":  # after the case check: outsiders see 404, not 405
-        return HttpResponseNotAllowed(["POST"])
+    if (refused := post_only(request)) is not None:
+        return refused
     if not access.can_manage_access(request.user, case):
         raise PermissionDenied
     form = RevokeForm(request.POST)
@@ -460,8 +459,8 @@ def case_revoke(request, pk):
 @login_required
 def case_seal(request, pk):
     case = get_case_for_user(request, pk)
-    if request.method != "POST":  # after the case check: outsiders see 404, not 405
-        return HttpResponseNotAllowed(["POST"])
+    if (refused := post_only(request)) is not None:
+        return refused
     if not access.can_manage_access(request.user, case):
         raise PermissionDenied
     sealed = request.POST.get("sealed") == "1"

@@ -7,7 +7,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -26,6 +25,7 @@ from .forms import (
     TemplateItemFormSet,
 )
 from .models import Role, Task, TaskStatus, TaskTemplate
+from .responses import post_only, report_errors
 
 
 def _require_caseworkers(user):
@@ -97,8 +97,8 @@ def team_queue(request):
 @login_required
 def task_claim(request, task_pk):
     task = get_task_for_user(request, task_pk, access.CHANGE)
-    if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
+    if (refused := post_only(request)) is not None:
+        return refused
     won = queues.task_claim(actor=request.user, task=task, request=request)
     if request.htmx:
         task.refresh_from_db(fields=["assignee"])
@@ -118,6 +118,7 @@ def task_claim(request, task_pk):
 def task_detail(request, task_pk):
     task = get_task_for_user(request, task_pk)
     can_change = access.can(request.user, access.CHANGE, task.case)
+    audit.record(request.user, "task.viewed", case=task.case, obj=task, request=request)
     return render(
         request,
         "casework/task_detail.html",
@@ -138,8 +139,8 @@ def task_detail(request, task_pk):
 @login_required
 def task_status(request, task_pk):
     task = get_task_for_user(request, task_pk, access.CHANGE)
-    if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
+    if (refused := post_only(request)) is not None:
+        return refused
     form = TaskStatusForm(request.POST)
     if form.is_valid():
         queues.task_set_status(
@@ -160,8 +161,8 @@ def task_status(request, task_pk):
 @login_required
 def task_comment(request, task_pk):
     task = get_task_for_user(request, task_pk, access.CHANGE)
-    if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
+    if (refused := post_only(request)) is not None:
+        return refused
     form = TaskCommentForm(request.POST)
     if form.is_valid():
         queues.task_comment(
@@ -176,8 +177,8 @@ def task_comment(request, task_pk):
 @login_required
 def task_assign(request, task_pk):
     task = get_task_for_user(request, task_pk)
-    if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
+    if (refused := post_only(request)) is not None:
+        return refused
     if not queues.may_assign(request.user, task):
         raise PermissionDenied
     form = AssignForm(request.POST, assignees=queues.assignable_users(task))
@@ -198,8 +199,7 @@ def _assign(request, tasks, data) -> bool:
             request=request,
         )
     except ValidationError as exc:
-        for message in exc.messages:
-            messages.error(request, message)
+        report_errors(request, exc)
         return False
     messages.success(request, _("Assigned %(n)s task(s).") % {"n": len(tasks)})
     return True
@@ -273,8 +273,8 @@ def board_assign(request):
 @login_required
 def case_task_new(request, pk):
     case = get_case_for_user(request, pk, access.CHANGE)
-    if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
+    if (refused := post_only(request)) is not None:
+        return refused
     form = TaskForm(request.POST, assignees=queues.assignable_users(case))
     if form.is_valid():
         data = form.cleaned_data
@@ -292,22 +292,19 @@ def case_task_new(request, pk):
                 request=request,
             )
         except ValidationError as exc:
-            for message in exc.messages:
-                messages.error(request, message)
+            report_errors(request, exc)
         else:
             messages.success(request, _("Task added."))
     else:
-        for errors in form.errors.values():
-            for error in errors:
-                messages.error(request, error)
+        report_errors(request, form)
     return redirect(f"{_case_url(case)}#tasks")
 
 
 @login_required
 def case_task_template(request, pk):
     case = get_case_for_user(request, pk, access.CHANGE)
-    if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
+    if (refused := post_only(request)) is not None:
+        return refused
     template = TaskTemplate.objects.filter(pk=request.POST.get("template"), active=True).first()
     if template is None:
         messages.error(request, _("Choose a checklist from the list."))

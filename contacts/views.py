@@ -3,7 +3,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpResponse, HttpResponseNotAllowed
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
@@ -11,6 +11,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from casework import access, audit, vault
 from casework.access import get_case_for_user
+from casework.responses import post_only, report_errors
 
 from . import consent, services
 from .forms import (
@@ -32,20 +33,6 @@ from .models import (
     NoticeText,
     Purpose,
 )
-
-
-def _post_only(request):
-    return None if request.method == "POST" else HttpResponseNotAllowed(["POST"])
-
-
-def _errors_to_messages(request, form_or_exc):
-    errors = (
-        form_or_exc.messages
-        if isinstance(form_or_exc, ValidationError)
-        else [e for errs in form_or_exc.errors.values() for e in errs]
-    )
-    for error in errors:
-        messages.error(request, error)
 
 
 @sensitive_post_parameters()
@@ -135,7 +122,7 @@ def consent_record(request, pk):
     params = request.POST if request.method == "POST" else request.GET
     start = ConsentStartForm(params, contacts=case.contacts.all())
     if not start.is_valid():
-        _errors_to_messages(request, start)
+        report_errors(request, start)
         return redirect("consent", pk=case.pk)
     chosen = start.cleaned_data
     if chosen["purpose"] in NAMED_PURPOSES and chosen["counterpart"] is None:
@@ -172,6 +159,14 @@ def consent_record(request, pk):
             else:
                 messages.success(request, _("Consent recorded."))
                 return redirect("consent", pk=case.pk)
+    if request.method == "GET":  # the page names the contacts chosen: case content
+        audit.record(
+            request.user,
+            "consent.viewed",
+            case=case,
+            request=request,
+            detail={"page": "record", "purpose": chosen["purpose"]},
+        )
     return render(
         request,
         "contacts/consent_record.html",
@@ -189,7 +184,7 @@ def consent_record(request, pk):
 @login_required
 def consent_withdraw(request, pk, event_pk):
     case = get_case_for_user(request, pk, access.CHANGE)
-    if (refused := _post_only(request)) is not None:
+    if (refused := post_only(request)) is not None:
         return refused
     event = get_object_or_404(ConsentEvent, pk=event_pk, case=case)
     form = WithdrawForm(request.POST, witnesses=witnesses_for(case, request.user))
@@ -204,13 +199,13 @@ def consent_withdraw(request, pk, event_pk):
                 request=request,
             )
         except ValidationError as exc:
-            _errors_to_messages(request, exc)
+            report_errors(request, exc)
         else:
             messages.success(
                 request, _("Consent withdrawn. It takes effect now; waiting messages were stopped.")
             )
     else:
-        _errors_to_messages(request, form)
+        report_errors(request, form)
     return redirect("consent", pk=case.pk)
 
 
@@ -254,7 +249,7 @@ def do_not_disclose(request, pk):
 @login_required
 def do_not_disclose_remove(request, pk, entry_pk):
     case = get_case_for_user(request, pk, access.CHANGE)
-    if (refused := _post_only(request)) is not None:
+    if (refused := post_only(request)) is not None:
         return refused
     entry = get_object_or_404(DoNotDisclose, pk=entry_pk, case=case)
     services.do_not_disclose_remove(actor=request.user, case=case, entry=entry, request=request)
@@ -377,16 +372,13 @@ def review(request, pk, message_pk):
 @login_required
 def deliver(request, pk, message_pk):
     case = get_case_for_user(request, pk, access.CHANGE)
-    if (refused := _post_only(request)) is not None:
+    if (refused := post_only(request)) is not None:
         return refused
     message = _message_in(case, message_pk)
     try:
         services.message_deliver(actor=request.user, case=case, message=message, request=request)
     except (ValidationError, consent.ConsentRequired) as exc:
-        messages.error(
-            request,
-            str(exc) if isinstance(exc, consent.ConsentRequired) else " ".join(exc.messages),
-        )
+        report_errors(request, exc)
     else:
         messages.success(request, _("Marked as delivered."))
     return redirect("review_queue")

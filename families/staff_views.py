@@ -21,6 +21,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from casework import access, audit
 from casework.models import Role, Team, User
+from casework.responses import post_only, report_errors
 from contacts.consent import ConsentRequired
 from contacts.forms import witnesses_for
 from contacts.models import ConsentEvent, NoticeText, Purpose
@@ -75,19 +76,6 @@ def get_request_for_user(request, request_pk) -> FamilyRequest:
         )
     except (FamilyRequest.DoesNotExist, ValidationError, ValueError):
         raise Http404 from None
-
-
-def _post_only(request):
-    return None if request.method == "POST" else HttpResponseNotAllowed(["POST"])
-
-
-def _errors_to_messages(request, errors):
-    if isinstance(errors, ValidationError):
-        errors = errors.messages
-    elif isinstance(errors, ConsentRequired):
-        errors = [str(errors)]
-    for error in errors:
-        messages.error(request, error)
 
 
 def _works_on(user, fr) -> bool:
@@ -248,7 +236,7 @@ def request_detail(request, request_pk):
 @login_required
 def close(request, request_pk):
     fr = get_request_for_user(request, request_pk)
-    if (refused := _post_only(request)) is not None:
+    if (refused := post_only(request)) is not None:
         return refused
     if not request.user.has_role(Role.COORDINATOR):
         raise PermissionDenied
@@ -270,7 +258,7 @@ def close(request, request_pk):
 @login_required
 def hand_over(request, request_pk):
     fr = get_request_for_user(request, request_pk)
-    if (refused := _post_only(request)) is not None:
+    if (refused := post_only(request)) is not None:
         return refused
     if not request.user.has_role(Role.COORDINATOR):
         raise PermissionDenied
@@ -291,7 +279,7 @@ def hand_over(request, request_pk):
                 actor=request.user, request=fr, case=candidate.case, http=request
             )
         except ValidationError as exc:
-            _errors_to_messages(request, exc)
+            report_errors(request, exc)
         else:
             messages.success(
                 request,
@@ -311,13 +299,13 @@ def _notice_still_shown(request, fr, answer) -> bool:
 @login_required
 def answer(request, request_pk):
     fr = get_request_for_user(request, request_pk)
-    if (refused := _post_only(request)) is not None:
+    if (refused := post_only(request)) is not None:
         return refused
     if fr.case is None:
         raise PermissionDenied
     form = AnswerForm(request.POST, witnesses=witnesses_for(fr.case, request.user))
     if not form.is_valid():
-        _errors_to_messages(request, [e for errs in form.errors.values() for e in errs])
+        report_errors(request, form)
     elif not _notice_still_shown(request, fr, form.cleaned_data["answer"]):
         messages.error(
             request, _("The notice text changed meanwhile. Read the new text with the person.")
@@ -335,7 +323,7 @@ def answer(request, request_pk):
                 http=request,
             )
         except (ValidationError, ConsentRequired) as exc:
-            _errors_to_messages(request, exc)
+            report_errors(request, exc)
         else:
             messages.success(request, _("Their answer is recorded in the consent ledger."))
     return redirect("family_request", request_pk=fr.pk)
@@ -360,14 +348,14 @@ def _get_disclosure(request, disclosure_pk):
 @login_required
 def disclosure_approve(request, disclosure_pk):
     fr, disclosure = _get_disclosure(request, disclosure_pk)
-    if (refused := _post_only(request)) is not None:
+    if (refused := post_only(request)) is not None:
         return refused
     if fr.case is None:
         raise PermissionDenied
     try:
         services.disclosure_approve(actor=request.user, disclosure=disclosure, http=request)
     except (ValidationError, ConsentRequired) as exc:
-        _errors_to_messages(request, exc)
+        report_errors(request, exc)
     else:
         messages.success(
             request,
@@ -380,7 +368,7 @@ def disclosure_approve(request, disclosure_pk):
 @login_required
 def disclosure_release(request, disclosure_pk):
     fr, disclosure = _get_disclosure(request, disclosure_pk)
-    if (refused := _post_only(request)) is not None:
+    if (refused := post_only(request)) is not None:
         return refused
     if not _works_on(request.user, fr):
         raise PermissionDenied

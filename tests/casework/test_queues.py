@@ -326,3 +326,9 @@ def test_reading_a_queue_is_logged(case, personas):
         e.detail["page"] for e in AccessEvent.objects.filter(action="task.listed").order_by("seq")
     ]
     assert pages == ["my_queue", "board"]
+
+
+def test_opening_a_task_is_logged(case, personas):
+    task = new_task(case, personas.coordinator, "opened", assignee=personas.caseworker)
+    login_verified(Client(), personas.caseworker).get(reverse("task_detail", args=[task.pk]))
+    assert AccessEvent.objects.filter(action="task.viewed", object_id=str(task.pk)).count() == 1
