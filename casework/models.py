@@ -250,10 +250,6 @@ class Job(models.Model):
     def percent(self) -> int:
         return 100 if not self.total else min(100, round(100 * self.done / self.total))
 
-    def advance(self, n: int) -> None:
-        Job.objects.filter(pk=self.pk).update(done=models.F("done") + n)
-        self.done += n
-
 
 # --- Cases ----------------------------------------------------------------------------------------
 class Stage(models.TextChoices):

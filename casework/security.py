@@ -153,24 +153,3 @@ class VaultErrorMiddleware:
             )
             return render(request, "vault/error.html", status=500)
         return None
-
-
-class RequestSizeMiddleware:
-    """A body too large for a form gets a page that says what to do (413), before
-    Django's CSRF check would fail on it with a bare 400. File uploads have their own
-    limit, checked by the forms that take them."""
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
-        from django.shortcuts import render
-
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        multipart = request.META.get("CONTENT_TYPE", "").startswith("multipart/")
-        if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE and not multipart:
-            return render(request, "413.html", status=413)
-        return self.get_response(request)

@@ -86,7 +86,6 @@ MIDDLEWARE = [
     "casework.audit.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "casework.security.RequestSizeMiddleware",
     "casework.security.NoStoreMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",

@@ -416,3 +416,12 @@ def test_declining_cancels_a_proposed_disclosure_and_the_family_sees_only_closed
     assert "Closed." in page and "Library" not in page
     with pytest.raises(ValidationError):
         services.triage_hand_over(actor=personas.coordinator, request=request, case=case)
+
+
+def test_a_huge_form_encoded_body_gets_the_same_friendly_page():
+    from urllib.parse import urlencode
+
+    body = urlencode(form_data(other_details="x" * (3 * 1024 * 1024)))
+    response = Client().post(URL, body, content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 413 and "too long" in response.content.decode()
+    assert FamilyRequest.objects.count() == 0

@@ -1,7 +1,5 @@
 """A terminal progress bar that also moves a Job row, for the long vault commands."""
 
-import sys
-
 from django.utils import timezone
 
 from casework.models import Job
@@ -15,7 +13,7 @@ class Progress:
         self.job = Job.objects.create(
             kind=kind, status=Job.Status.RUNNING, detail=detail, started_at=timezone.now()
         )
-        self.tty = getattr(stdout, "isatty", lambda: False)() or stdout is sys.stdout
+        self.tty = getattr(stdout, "isatty", lambda: False)()
 
     def __call__(self, done: int, total: int) -> None:
         Job.objects.filter(pk=self.job.pk).update(done=done, total=total)
