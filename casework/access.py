@@ -1,33 +1,120 @@
-"""Who may see which case. Every case-scoped view and every case list comes through here.
+"""Who may do what with which case: the one home of every case rule.
 
-- Caseworkers see the cases granted to them (guardian object permissions).
-- Coordinators see their teams' cases, sealed ones excepted, and a case they opened
-  with break-glass, for an hour.
-- A sealed case shows only to the users named on it.
-- Whereabouts need their own grant, whoever you are.
-- Administrators and auditors see no case; the superuser flag widens nothing.
+The rules are stated once, as query conditions (`case_rules(user)`: {right: Q}), and
+used two ways:
+
+1. as filters for every list (`cases_for_user`, and on related rows with a prefix:
+   a task's case is `case__`, a message's `thread__case__`);
+2. annotated onto one object, so that `get_case_for_user(request, pk, perm)` returns
+   the case *with its rights* (`case.rights`) in one query, and views, services and
+   templates ask that object instead of asking the permission tables again.
+
+The rules:
+- Only active caseworkers and coordinators work on cases; an administrator or auditor
+  role takes every case right away, and the superuser flag gives none.
+- Caseworkers see the cases granted to them (guardian object permissions, explicit
+  grants only: never model-wide or superuser rights).
+- Coordinators see and work on their teams' cases, sealed ones excepted, and see a case
+  they opened with break-glass, for an hour.
+- A sealed case shows only to the users named on it (granted).
+- Whereabouts need their own grant on top of seeing the case.
+- Managing access (grants, sealing) and assigning with a grant: a coordinator of the
+  case's team who can see the case. Restricted notes: the case's own caseworkers and
+  its team's coordinators who can see it.
 "No such case" and "no access" are the same 404.
 """
 
+from dataclasses import dataclass, fields
+
 from django.core.exceptions import ValidationError
-from django.db.models import Q
+from django.db.models import BooleanField, Q, Value, When
+from django.db.models import Case as SqlCase
 from django.http import Http404
 from django.utils import timezone
 from guardian.shortcuts import get_objects_for_user
 
-from .models import BreakGlass, Case, Role, Team
+from .models import BreakGlass, Case, CaseUserObjectPermission, Role, Task, Team, User
 
 VIEW, CHANGE, WHEREABOUTS = "view_case", "change_case", "view_whereabouts"
+NOTHING = Q(pk__in=[])
 
 
+@dataclass(frozen=True)
+class CaseRights:
+    """What one user may do with one case."""
+
+    view: bool = False
+    work: bool = False  # change the case, its notes, tasks, contacts, consent
+    whereabouts: bool = False
+    coordinates: bool = False  # coordinator of the case's team who can see the case
+    manage: bool = False  # grant and revoke access, seal
+    restricted_notes: bool = False
+    assign: bool = False  # assign its tasks (to someone who can already see it)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+# Which right a permission code asks for.
+PERM_RIGHT = {VIEW: "view", CHANGE: "work", WHEREABOUTS: "whereabouts"}
+
+
+# --- Who ------------------------------------------------------------------------------------
 def works_on_cases(user) -> bool:
     return (
         user.is_authenticated
         and user.is_active
         and (user.has_role(Role.CASEWORKER) or user.has_role(Role.COORDINATOR))
+        and not (user.has_role(Role.ADMINISTRATOR) or user.has_role(Role.AUDITOR))
     )
 
 
+def coordinates_teams(user) -> bool:
+    return works_on_cases(user) and user.has_role(Role.COORDINATOR)
+
+
+def led_teams(user):
+    """The teams a user coordinates (none unless they hold the coordinator role)."""
+    if not coordinates_teams(user):
+        return Team.objects.none()
+    return Team.objects.filter(coordinators=user)
+
+
+def teams_of(user):
+    """The teams a user belongs to or leads."""
+    if not works_on_cases(user):
+        return Team.objects.none()
+    led = Q(coordinators=user) if user.has_role(Role.COORDINATOR) else NOTHING
+    return Team.objects.filter(Q(members=user) | led).distinct()
+
+
+def team_people(teams, *, coordinators: bool = False):
+    """The people of a team (or of several): its active caseworkers, and with
+    `coordinators` its coordinators too. The one answer to "who is on this case's team",
+    for assigning work, granting access and witnessing."""
+    teams = [teams] if isinstance(teams, Team) else teams
+    people = Q(teams__in=teams, groups__name=Role.CASEWORKER)
+    if coordinators:
+        people |= Q(led_teams__in=teams, groups__name=Role.COORDINATOR)
+    return User.objects.filter(people, is_active=True).distinct().order_by("username")
+
+
+def case_workers(case):
+    """The caseworkers named on a case (an explicit grant to work on it)."""
+    grants = CaseUserObjectPermission.objects.filter(
+        content_object=case, permission__codename=CHANGE
+    )
+    return (
+        User.objects.filter(
+            is_active=True, groups__name=Role.CASEWORKER, pk__in=grants.values("user_id")
+        )
+        .distinct()
+        .order_by("username")
+    )
+
+
+# --- The rules ------------------------------------------------------------------------------
 def granted_cases(user, perm: str):
     """Cases with an explicit grant of `perm` to this user: never global or superuser rights."""
     return get_objects_for_user(
@@ -40,66 +127,124 @@ def granted_cases(user, perm: str):
     )
 
 
+def case_rules(user, prefix: str = "") -> dict[str, Q]:
+    """{right: condition} on Case, or on a model reaching a case through `prefix`."""
+    if not works_on_cases(user):
+        return {name: NOTHING for name in CaseRights.names()}
+
+    def on(**lookups) -> Q:
+        return Q(**{f"{prefix}{key}": value for key, value in lookups.items()})
+
+    def granted(perm):
+        return on(pk__in=granted_cases(user, perm).values("pk"))
+
+    work = granted(CHANGE)
+    view = granted(VIEW)
+    coordinates = NOTHING
+    if user.has_role(Role.COORDINATOR):
+        led = Team.objects.filter(coordinators=user).values("pk")
+        work |= on(team__in=led, sealed=False)
+        glass = BreakGlass.objects.filter(user=user, expires_at__gt=timezone.now())
+        view |= on(team__in=led, sealed=False) | on(pk__in=glass.values("case_id"))
+        # Of the case's team and able to see it without break-glass (which opens a
+        # case for reading only): for a sealed case, only if named on it.
+        coordinates = on(team__in=led) & (work | granted(VIEW))
+    view |= work  # whoever may work on a case may see it
+    return {
+        "view": view,
+        "work": work,
+        "whereabouts": view & granted(WHEREABOUTS),
+        "coordinates": coordinates,
+        "manage": coordinates,
+        "restricted_notes": coordinates | granted(CHANGE),
+        "assign": coordinates | work,
+    }
+
+
+def with_rights(queryset, user, prefix: str = ""):
+    """The rows annotated with the user's rights on their case (`_right_<name>`)."""
+    return annotate_rules(queryset, case_rules(user, prefix))
+
+
+def annotate_rules(queryset, rules: dict):
+    """Each rule as a boolean column `_right_<name>` (shared with families.access)."""
+    return queryset.annotate(
+        **{
+            f"_right_{name}": SqlCase(
+                When(condition, then=Value(True)), default=Value(False), output_field=BooleanField()
+            )
+            for name, condition in rules.items()
+        }
+    )
+
+
+def _rights_from(row, user=None) -> CaseRights:
+    return CaseRights(**{name: bool(getattr(row, f"_right_{name}")) for name in CaseRights.names()})
+
+
+def _attach(case, user, rights: CaseRights) -> None:
+    case.rights = rights
+    case._rights_user = user.pk
+
+
 def cases_for_user(user, perm: str = VIEW):
     """The one list of cases a user may see (or work on, or see the whereabouts of)."""
-    if not works_on_cases(user):
-        return Case.objects.none()
-    if perm == WHEREABOUTS:
-        # Whereabouts are a second key on top of seeing the case, never instead of it.
-        return cases_for_user(user, VIEW).filter(pk__in=granted_cases(user, perm).values("pk"))
-    allowed = Q(pk__in=granted_cases(user, perm).values("pk"))
-    if perm in (VIEW, CHANGE) and user.has_role(Role.COORDINATOR):
-        led = Team.objects.filter(coordinators=user).values("pk")
-        allowed |= Q(team__in=led, sealed=False)
-    if perm == VIEW and user.has_role(Role.COORDINATOR):
-        glass = BreakGlass.objects.filter(user=user, expires_at__gt=timezone.now())
-        allowed |= Q(pk__in=glass.values("case_id"))
-    return Case.objects.filter(allowed)
+    return Case.objects.filter(case_rules(user)[PERM_RIGHT[perm]])
 
 
 def get_case_for_user(request, pk, perm: str = VIEW) -> Case:
+    """The case, if the user has `perm` on it, with `case.rights`; else 404. One query."""
+    user = request.user
+    rules = case_rules(user)
     try:
-        return cases_for_user(request.user, perm).select_related("data_key", "team").get(pk=pk)
+        case = (
+            annotate_rules(Case.objects.filter(rules[PERM_RIGHT[perm]]), rules)
+            .select_related("data_key", "team")
+            .get(pk=pk)
+        )
     except (Case.DoesNotExist, ValidationError, ValueError):
         raise Http404 from None
+    _attach(case, user, _rights_from(case, user))
+    return case
 
 
-def can(user, perm: str, case) -> bool:
-    return cases_for_user(user, perm).filter(pk=case.pk).exists()
+def rights_of(user, case) -> CaseRights:
+    """A user's rights on a case: those loaded with it for this user (by
+    get_case_for_user or a list), or else one query, not kept (an assignee, a service
+    called outside a request)."""
+    if getattr(case, "_rights_user", None) == user.pk:
+        return case.rights
+    row = with_rights(Case.objects.filter(pk=case.pk), user).first()
+    return _rights_from(row) if row is not None else CaseRights()
 
 
-def is_coordinator_of(user, case) -> bool:
-    return user.has_role(Role.COORDINATOR) and case.team.coordinators.filter(pk=user.pk).exists()
+# --- Tasks ----------------------------------------------------------------------------------
+def tasks_for_user(user, perm: str = VIEW, *, with_rights: bool = False):
+    """Tasks on cases the user has `perm` on; with `with_rights`, each row also carries
+    its case's rights (see attach_task_rights)."""
+    rules = case_rules(user, "case__")
+    tasks = Task.objects.filter(rules[PERM_RIGHT[perm]])
+    return annotate_rules(tasks, rules) if with_rights else tasks
 
 
-def can_manage_access(user, case) -> bool:
-    """Coordinators of the case's team decide who sees it (for a sealed case: only if named)."""
-    return is_coordinator_of(user, case) and can(user, VIEW, case)
+def attach_task_rights(tasks, user) -> list:
+    """Hand each annotated task's rights to its case (task.case.rights)."""
+    tasks = list(tasks)
+    for task in tasks:
+        _attach(task.case, user, _rights_from(task, user))
+    return tasks
 
 
-def sees_restricted_notes(user, case) -> bool:
-    """Restricted notes: the case's own caseworkers and its team's coordinators."""
-    return is_coordinator_of(user, case) or granted_cases(user, CHANGE).filter(pk=case.pk).exists()
-
-
-def case_workers(case):
-    """Users with an explicit grant to work on the case (its caseworkers)."""
-    from guardian.shortcuts import get_users_with_perms
-
-    users = get_users_with_perms(
-        case, only_with_perms_in=[CHANGE], with_superusers=False, with_group_users=False
-    )
-    return users.filter(groups__name=Role.CASEWORKER, is_active=True).distinct()
-
-
-def get_task_for_user(request, task_pk, perm: str = VIEW):
-    """A task, through its case: the same 404 for no such task and no access."""
-    from .models import Task
-
-    case_id = Task.objects.filter(pk=task_pk).values_list("case_id", flat=True).first()
-    if case_id is None:
-        raise Http404
-    case = get_case_for_user(request, case_id, perm)
-    task = Task.objects.select_related("assignee", "team").get(pk=task_pk)
-    task.case = case  # the checked case, with its data key loaded
+def get_task_for_user(request, task_pk, perm: str = VIEW) -> Task:
+    """A task with its case and the case's rights: the same 404 for no such task and no
+    access. One query."""
+    try:
+        task = (
+            tasks_for_user(request.user, perm, with_rights=True)
+            .select_related("case__data_key", "case__team", "assignee", "team")
+            .get(pk=task_pk)
+        )
+    except (Task.DoesNotExist, ValidationError, ValueError):
+        raise Http404 from None
+    attach_task_rights([task], request.user)
     return task

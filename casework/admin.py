@@ -51,13 +51,13 @@ class StaffAdmin(UserAdmin):
 class TeamForm(forms.ModelForm):
     class Meta:
         model = Team
-        fields = ["name", "coordinators", "members"]
+        fields = ["name", "coordinators", "members", "family_triage"]
 
 
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
     form = TeamForm
-    list_display = ["name", "created_at"]
+    list_display = ["name", "family_triage", "created_at"]
     search_fields = ["name"]
     filter_horizontal = ["coordinators", "members"]
 

@@ -29,10 +29,13 @@ LOCK_KEY = 0x5041_5353  # "PASS": the advisory lock every writer takes
 FLAGGED_ACTIONS = {"case.break_glass", "case.sealed_opened"}
 
 
-def record(
-    actor, action: str, *, case=None, obj=None, fields=(), detail=None, request=None, flagged=None
-):
-    """Append one event. Call it inside the transaction of the change it records."""
+def record(actor, action: str, *, case=None, obj=None, fields=(), detail=None, flagged=None):
+    """Append one event. Call it inside the transaction of the change it records.
+
+    The request id and client address come from the request being served (set by
+    RequestIdMiddleware), so callers pass an actor, never an HTTP request.
+    """
+    from .logs import client_ip_var, request_id_var
     from .models import AccessEvent
 
     actor = actor if getattr(actor, "is_authenticated", False) else None
@@ -52,18 +55,16 @@ def record(
             # Through JSON once: the chain is computed on what the database gives back.
             detail=json.loads(json.dumps(detail or {})),
             flagged=action in FLAGGED_ACTIONS if flagged is None else flagged,
-            request_id=getattr(request, "request_id", "") if request else "",
-            ip=_ip(request),
+            request_id=request_id_var.get(),
+            ip=client_ip_var.get(),
         )
         event.mac = _mac(previous, event)
         event.save(force_insert=True)
     return event
 
 
-def _ip(request):
+def canonical_ip(request):
     """The client address in canonical form (as the database will store it), or None."""
-    if request is None:
-        return None
     import ipaddress
 
     from .security import client_ip
@@ -182,27 +183,29 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        from .logs import request_id_var
+        from .logs import client_ip_var, request_id_var
 
         request.request_id = uuid.uuid4().hex
         token = request_id_var.set(request.request_id)
+        ip_token = client_ip_var.set(canonical_ip(request))
         try:
             response = self.get_response(request)
         finally:
             request_id_var.reset(token)
+            client_ip_var.reset(ip_token)
         response["X-Request-ID"] = request.request_id
         return response
 
 
 def on_login(sender, request, user, **kwargs):
-    record(user, "auth.login", request=request)
+    record(user, "auth.login")
 
 
 def on_logout(sender, request, user, **kwargs):
     if user is not None:
-        record(user, "auth.logout", request=request)
+        record(user, "auth.logout")
 
 
-def on_login_failed(sender, credentials, request=None, **kwargs):
+def on_login_failed(sender, credentials, **kwargs):
     # Never the typed username: it is sometimes a password typed in the wrong box.
-    record(None, "auth.login_failed", request=request)
+    record(None, "auth.login_failed")

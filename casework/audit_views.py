@@ -228,7 +228,6 @@ def audit_log(request):
     audit.record(
         request.user,
         "audit.viewed",
-        request=request,
         detail={"filters": filters.codes(), "page": page.number},
     )
     return render(
@@ -253,7 +252,6 @@ def audit_unusual(request):
     audit.record(
         request.user,
         "audit.report_viewed",
-        request=request,
         detail={"since": since.isoformat(), "until": until.isoformat()},
     )
     return render(
@@ -288,7 +286,6 @@ def audit_break_glass(request, seq):
         "audit.break_glass_reviewed",
         case=event.case,
         obj=glass,
-        request=request,
         detail={"event": event.seq},
     )
     justification, shredded = None, False
@@ -330,7 +327,6 @@ def audit_export(request):
         audit.record(
             request.user,
             "audit.exported",
-            request=request,
             detail={"rows": count, "filters": filters.codes()},
         )
     response = StreamingHttpResponse(_csv_lines(events), content_type="text/csv; charset=utf-8")

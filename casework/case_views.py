@@ -1,21 +1,19 @@
 """Case pages. Every case-scoped view starts with get_case_for_user(); every read of case
 content and every change writes its access event."""
 
-import secrets
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
-from . import access, audit, queues, services, vault
+from . import access, audit, panels, queues, search, services, vault
 from .access import get_case_for_user
 from .forms import (
     BreakGlassForm,
@@ -39,18 +37,9 @@ from .models import (
     Stage,
     TaskTemplate,
     Team,
-    User,
     Whereabouts,
 )
 from .responses import post_only, report_errors
-
-SEARCH_SESSION_KEY = "passage_case_searches"
-
-
-def _teams_for(user):
-    if user.has_role(Role.COORDINATOR):
-        return Team.objects.filter(coordinators=user) | Team.objects.filter(members=user)
-    return Team.objects.filter(members=user)
 
 
 def _works_on_cases(user):
@@ -61,11 +50,11 @@ def _works_on_cases(user):
 @login_required
 def case_list(request):
     _works_on_cases(request.user)
-    teams = _teams_for(request.user).distinct()
-    assignees = User.objects.filter(groups__name=Role.CASEWORKER, teams__in=teams).distinct()
+    teams = access.teams_of(request.user)
+    assignees = access.team_people(teams)
     filters = CaseFilterForm(request.GET or None, teams=teams, assignees=assignees)
     cases = access.cases_for_user(request.user)
-    found = request.session.get(SEARCH_SESSION_KEY, {}).get(request.GET.get("found", ""))
+    found = search.recall(request.session, request.GET.get("found", ""))
     if found is not None:
         cases = cases.filter(pk__in=found)
     if filters.is_valid():
@@ -88,7 +77,6 @@ def case_list(request):
         audit.record(
             request.user,
             "case.listed",
-            request=request,
             detail={"cases": [str(c.pk) for c in rows]},
         )
     return render(
@@ -140,36 +128,8 @@ def case_search(request):
     if not form.is_valid():
         messages.error(request, _("Enter a reference or a name to search for."))
         return redirect("case_list")
-    term = form.cleaned_data["q"].strip()
-    visible = access.cases_for_user(request.user)
-    index = Case.blind_indexes[0]
-    if Case.objects.filter(reference__iexact=term).exists() or term.upper().startswith("P-"):
-        ids = list(visible.filter(reference__iexact=term).values_list("pk", flat=True))
-        detail = {"by": "reference", "results": len(ids)}
-    else:
-        found = vault.search(visible.select_related("data_key"), index.name, term)
-        ids = [c.pk for c in found]
-        outside = vault.candidate_ids(index, term) - set(visible.values_list("pk", flat=True))
-        key = index.key()
-        detail = {
-            "by": "name",
-            "index": index.name,
-            "values": sorted({index.hash(t, "t", key) for t in vault.tokens(term)}),
-            "results": len(ids),
-            "outside_caseload": len(outside),
-        }
-    audit.record(
-        request.user,
-        "case.searched",
-        request=request,
-        detail=detail,
-        flagged=bool(detail.get("outside_caseload")),
-    )
-    token = secrets.token_urlsafe(8)
-    searches = request.session.get(SEARCH_SESSION_KEY, {})
-    searches = dict(list(searches.items())[-9:])  # keep the last ten
-    searches[token] = [str(pk) for pk in ids]
-    request.session[SEARCH_SESSION_KEY] = searches
+    ids = search.search_cases(actor=request.user, term=form.cleaned_data["q"])
+    token = search.remember(request.session, ids)
     if not ids:
         messages.info(
             request, _("No case you can see matches. Check the spelling or try one name.")
@@ -180,8 +140,7 @@ def case_search(request):
 @login_required
 def case_new(request):
     _works_on_cases(request.user)
-    teams = _teams_for(request.user).distinct()
-    form = CaseForm(request.POST or None, teams=teams)
+    form = CaseForm(request.POST or None, teams=access.teams_of(request.user))
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         case = services.case_open(
@@ -190,7 +149,6 @@ def case_new(request):
             person=form.person(),
             aims=data["aims"],
             risk=data["risk"],
-            request=request,
         )
         messages.success(request, _("Case %(ref)s opened.") % {"ref": case.reference})
         return redirect("case_detail", pk=case.pk)
@@ -204,11 +162,10 @@ def case_detail(request, pk):
     notes = case.notes.select_related("author").prefetch_related(
         Prefetch("attachments", queryset=Attachment.objects.order_by("created_at"))
     )
-    restricted_ok = access.sees_restricted_notes(user, case)
-    if not restricted_ok:
+    if not case.rights.restricted_notes:
         notes = notes.filter(restricted=False)
     action = "case.sealed_opened" if case.sealed else "case.viewed"
-    audit.record(user, action, case=case, request=request)
+    audit.record(user, action, case=case)
     if case.sealed:
         from .background import enqueue
         from .tasks import notify
@@ -219,17 +176,14 @@ def case_detail(request, pk):
         "notes": list(notes),
         "note_form": NoteForm(),
         "stage_form": StageForm(initial={"stage": case.stage}),
-        "can_change": access.can(user, access.CHANGE, case),
-        "can_manage": access.can_manage_access(user, case),
-        "can_whereabouts": access.can(user, access.WHEREABOUTS, case),
-        "has_whereabouts": Whereabouts.objects.filter(case=case).exists(),
         "stage_history": case.stage_changes.select_related("changed_by"),
         "workers": access.case_workers(case),
-        "restricted_ok": restricted_ok,
         "tasks": case.tasks.select_related("assignee").order_by("status", "due_on")[:100],
-        "task_form": TaskForm(assignees=queues.assignable_users(case)),
-        "task_templates": TaskTemplate.objects.filter(active=True),
+        "panels": panels.for_case(user, case),
     }
+    if case.rights.work:
+        context["task_form"] = TaskForm(assignees=queues.assignable_users(case))
+        context["task_templates"] = TaskTemplate.objects.filter(active=True)
     return render(request, "casework/case_detail.html", context)
 
 
@@ -242,20 +196,20 @@ def _person_initial(case) -> dict:
 @login_required
 def case_edit(request, pk):
     case = get_case_for_user(request, pk, access.CHANGE)
-    teams = (_teams_for(request.user) | Team.objects.filter(pk=case.team_id)).distinct()
+    teams = Team.objects.filter(
+        Q(pk__in=access.teams_of(request.user).values("pk")) | Q(pk=case.team_id)
+    )
     form = CaseForm(request.POST or None, initial=_person_initial(case), teams=teams)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         changes = {**form.person(), "aims": data["aims"], "risk": data["risk"]}
-        if access.is_coordinator_of(request.user, case):
+        if case.rights.coordinates:
             changes["team"] = data["team"]
-        changed = services.case_update(actor=request.user, case=case, data=changes, request=request)
+        changed = services.case_update(actor=request.user, case=case, data=changes)
         messages.success(request, _("Saved.") if changed else _("Nothing was changed."))
         return redirect("case_detail", pk=case.pk)
     if request.method == "GET":
-        audit.record(
-            request.user, "case.viewed", case=case, request=request, detail={"page": "edit"}
-        )
+        audit.record(request.user, "case.viewed", case=case, detail={"page": "edit"})
     return render(request, "casework/case_form.html", {"form": form, "case": case})
 
 
@@ -266,9 +220,7 @@ def case_stage(request, pk):
         return refused
     form = StageForm(request.POST)
     if form.is_valid():
-        services.case_change_stage(
-            actor=request.user, case=case, stage=form.cleaned_data["stage"], request=request
-        )
+        services.case_change_stage(actor=request.user, case=case, stage=form.cleaned_data["stage"])
         messages.success(request, _("Stage changed."))
     else:
         messages.error(request, _("Choose one of the stages in the list."))
@@ -280,7 +232,7 @@ def case_close(request, pk):
     case = get_case_for_user(request, pk, access.CHANGE)
     if (refused := post_only(request)) is not None:
         return refused
-    services.case_change_stage(actor=request.user, case=case, stage=Stage.CLOSED, request=request)
+    services.case_change_stage(actor=request.user, case=case, stage=Stage.CLOSED)
     messages.success(request, _("Case closed. It will be shredded after the retention period."))
     return redirect("case_detail", pk=case.pk)
 
@@ -291,9 +243,7 @@ def case_reopen(request, pk):
     if (refused := post_only(request)) is not None:
         return refused
     if case.stage == Stage.CLOSED:
-        services.case_change_stage(
-            actor=request.user, case=case, stage=Stage.INTAKE, request=request
-        )
+        services.case_change_stage(actor=request.user, case=case, stage=Stage.INTAKE)
         messages.success(request, _("Case reopened at intake."))
     return redirect("case_detail", pk=case.pk)
 
@@ -311,7 +261,6 @@ def note_add(request, pk):
             body=form.cleaned_data["body"],
             restricted=form.cleaned_data["restricted"],
             upload=form.cleaned_data.get("attachment"),
-            request=request,
         )
         messages.success(request, _("Note added."))
         return redirect("case_detail", pk=case.pk)
@@ -323,12 +272,12 @@ def note_add(request, pk):
 def attachment_download(request, pk, attachment_pk):
     case = get_case_for_user(request, pk)
     notes = Note.objects.filter(case=case)
-    if not access.sees_restricted_notes(request.user, case):
+    if not case.rights.restricted_notes:
         notes = notes.filter(restricted=False)
     attachment = get_object_or_404(Attachment, pk=attachment_pk, case=case, note__in=notes)
     attachment.case = case  # its data key, already loaded
     data = vault.open_file(case.data_key, attachment.blob_name)
-    audit.record(request.user, "attachment.viewed", case=case, obj=attachment, request=request)
+    audit.record(request.user, "attachment.viewed", case=case, obj=attachment)
     response = HttpResponse(data, content_type="application/octet-stream")
     response["Content-Disposition"] = _disposition(attachment.filename)
     response["X-Content-Type-Options"] = "nosniff"
@@ -349,7 +298,7 @@ def whereabouts(request, pk):
     form = ReasonForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         place = services.whereabouts_view(
-            actor=request.user, case=case, reason=form.cleaned_data["reason"], request=request
+            actor=request.user, case=case, reason=form.cleaned_data["reason"]
         )
         return render(
             request,
@@ -362,7 +311,6 @@ def whereabouts(request, pk):
                     if place
                     else None
                 ),
-                "can_change": access.can(request.user, access.CHANGE, case),
             },
         )
     return render(request, "casework/whereabouts_reason.html", {"case": case, "form": form})
@@ -374,13 +322,11 @@ def whereabouts_edit(request, pk):
     case = get_case_for_user(request, pk, access.WHEREABOUTS)
     if (refused := post_only(request)) is not None:
         return refused
-    if not access.can(request.user, access.CHANGE, case):
+    if not case.rights.work:
         raise Http404
     form = WhereaboutsForm(request.POST)
     if form.is_valid():
-        services.whereabouts_save(
-            actor=request.user, case=case, data=form.cleaned_data, request=request
-        )
+        services.whereabouts_save(actor=request.user, case=case, data=form.cleaned_data)
         messages.success(request, _("Whereabouts saved."))
         return redirect("case_detail", pk=case.pk)
     return render(
@@ -390,7 +336,6 @@ def whereabouts_edit(request, pk):
             "case": case,
             "place": None,
             "edit_form": form,
-            "can_change": True,
         },
         status=400,
     )
@@ -399,7 +344,7 @@ def whereabouts_edit(request, pk):
 @login_required
 def case_access(request, pk):
     case = get_case_for_user(request, pk)
-    if not access.can_manage_access(request.user, case):
+    if not case.rights.manage:
         raise PermissionDenied
     users = services.grantable_users(case)
     form = GrantForm(request.POST or None, users=users)
@@ -410,7 +355,6 @@ def case_access(request, pk):
                 case=case,
                 user=form.cleaned_data["user"],
                 level=form.cleaned_data["level"],
-                request=request,
             )
         except ValidationError as exc:
             form.add_error("user", exc)
@@ -441,7 +385,7 @@ def case_revoke(request, pk):
     case = get_case_for_user(request, pk)
     if (refused := post_only(request)) is not None:
         return refused
-    if not access.can_manage_access(request.user, case):
+    if not case.rights.manage:
         raise PermissionDenied
     form = RevokeForm(request.POST)
     if form.is_valid():
@@ -450,7 +394,6 @@ def case_revoke(request, pk):
             case=case,
             user=form.cleaned_data["user"],
             level=form.cleaned_data["level"],
-            request=request,
         )
         messages.success(request, _("Access revoked. It takes effect at once."))
     return redirect("case_access", pk=case.pk)
@@ -461,10 +404,10 @@ def case_seal(request, pk):
     case = get_case_for_user(request, pk)
     if (refused := post_only(request)) is not None:
         return refused
-    if not access.can_manage_access(request.user, case):
+    if not case.rights.manage:
         raise PermissionDenied
     sealed = request.POST.get("sealed") == "1"
-    services.case_seal(actor=request.user, case=case, sealed=sealed, request=request)
+    services.case_seal(actor=request.user, case=case, sealed=sealed)
     messages.success(request, _("The case is sealed.") if sealed else _("The case is unsealed."))
     return redirect("case_detail", pk=case.pk)
 
@@ -484,7 +427,6 @@ def break_glass(request):
                 actor=request.user,
                 case=case,
                 justification=form.cleaned_data["justification"],
-                request=request,
             )
             messages.warning(request, _("Break-glass access for one hour. This is logged."))
             return redirect("case_detail", pk=case.pk)

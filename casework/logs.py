@@ -7,6 +7,9 @@ import json
 import logging
 
 request_id_var = contextvars.ContextVar("passage_request_id", default="")
+# The client address of the request being served, in canonical form (or None): the
+# access log reads it here, so services take an actor and never the HTTP request.
+client_ip_var = contextvars.ContextVar("passage_client_ip", default=None)
 
 REQUEST_LOGGERS = {"django.request", "django.server", "django.security.csrf"}
 

@@ -67,6 +67,14 @@ class Team(models.Model):
         verbose_name=_("caseworkers"),
         limit_choices_to={"groups__name": Role.CASEWORKER},
     )
+    family_triage = models.BooleanField(
+        _("triages family requests"),
+        default=False,
+        help_text=_(
+            "Its coordinators read and triage family requests that matched no case "
+            "(requests that matched a case go to that case's team)."
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

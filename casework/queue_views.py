@@ -24,7 +24,7 @@ from .forms import (
     TaskTemplateForm,
     TemplateItemFormSet,
 )
-from .models import Role, Task, TaskStatus, TaskTemplate
+from .models import Role, TaskStatus, TaskTemplate
 from .responses import post_only, report_errors
 
 
@@ -54,7 +54,6 @@ def _record_listing(request, tasks, page):
         audit.record(
             request.user,
             "task.listed",
-            request=request,
             detail={"page": page, "tasks": [str(t.pk) for t in tasks]},
         )
 
@@ -80,15 +79,9 @@ def my_queue(request):
 @login_required
 def team_queue(request):
     _require_caseworkers(request.user)
-    tasks = list(queues.team_queue(request.user)[: settings.PASSAGE_TASKS_PER_PAGE])
-    visible = set(
-        access.cases_for_user(request.user, access.CHANGE)
-        .filter(pk__in=[t.case_id for t in tasks])
-        .values_list("pk", flat=True)
-    )
-    for task in tasks:
-        task.claimable = task.case_id in visible
-    _record_listing(request, [t for t in tasks if t.claimable], "team_queue")
+    tasks = queues.team_queue(request.user)[: settings.PASSAGE_TASKS_PER_PAGE]
+    tasks = access.attach_task_rights(tasks, request.user)
+    _record_listing(request, tasks, "team_queue")
     return render(
         request, "casework/team_queue.html", {"tasks": tasks, "today": timezone.localdate()}
     )
@@ -99,7 +92,7 @@ def task_claim(request, task_pk):
     task = get_task_for_user(request, task_pk, access.CHANGE)
     if (refused := post_only(request)) is not None:
         return refused
-    won = queues.task_claim(actor=request.user, task=task, request=request)
+    won = queues.task_claim(actor=request.user, task=task)
     if request.htmx:
         task.refresh_from_db(fields=["assignee"])
         return render(
@@ -117,16 +110,15 @@ def task_claim(request, task_pk):
 @login_required
 def task_detail(request, task_pk):
     task = get_task_for_user(request, task_pk)
-    can_change = access.can(request.user, access.CHANGE, task.case)
-    audit.record(request.user, "task.viewed", case=task.case, obj=task, request=request)
+    rights = task.case.rights
+    audit.record(request.user, "task.viewed", case=task.case, obj=task)
     return render(
         request,
         "casework/task_detail.html",
         {
             "task": task,
             "history": task.history.select_related("actor"),
-            "can_change": can_change,
-            "can_assign": queues.may_assign(request.user, task),
+            "rights": rights,
             "status_form": TaskStatusForm(initial={"status": task.status}),
             "comment_form": TaskCommentForm(),
             "assign_form": AssignForm(
@@ -143,9 +135,7 @@ def task_status(request, task_pk):
         return refused
     form = TaskStatusForm(request.POST)
     if form.is_valid():
-        queues.task_set_status(
-            actor=request.user, task=task, status=form.cleaned_data["status"], request=request
-        )
+        queues.task_set_status(actor=request.user, task=task, status=form.cleaned_data["status"])
         if request.htmx:
             return render(
                 request,
@@ -165,9 +155,7 @@ def task_comment(request, task_pk):
         return refused
     form = TaskCommentForm(request.POST)
     if form.is_valid():
-        queues.task_comment(
-            actor=request.user, task=task, comment=form.cleaned_data["comment"], request=request
-        )
+        queues.task_comment(actor=request.user, task=task, comment=form.cleaned_data["comment"])
         messages.success(request, _("Comment added."))
     else:
         messages.error(request, _("Write a comment first (at most 20,000 characters)."))
@@ -179,7 +167,7 @@ def task_assign(request, task_pk):
     task = get_task_for_user(request, task_pk)
     if (refused := post_only(request)) is not None:
         return refused
-    if not queues.may_assign(request.user, task):
+    if not task.case.rights.assign:
         raise PermissionDenied
     form = AssignForm(request.POST, assignees=queues.assignable_users(task))
     if form.is_valid():
@@ -196,7 +184,6 @@ def _assign(request, tasks, data) -> bool:
             tasks=tasks,
             assignee=data["assignee"],
             grant_access=data["grant_access"],
-            request=request,
         )
     except ValidationError as exc:
         report_errors(request, exc)
@@ -215,20 +202,13 @@ def board(request):
     tasks = list(tasks[:1000])
     groups = queues.board_summary(tasks)
     _record_listing(request, tasks, "board")
-    assignees = (
-        queues.User.objects.filter(
-            teams__in=request.user.led_teams.all(), groups__name=Role.CASEWORKER, is_active=True
-        )
-        .distinct()
-        .order_by("username")
-    )
     return render(
         request,
         "casework/board.html",
         {
             "groups": groups,
             "filters": filters,
-            "assignees": assignees,
+            "assignees": access.team_people(access.led_teams(request.user)),
             "today": timezone.localdate(),
             "total": len(tasks),
         },
@@ -258,13 +238,13 @@ def _filter_board(tasks, data):
 @login_required
 def board_assign(request):
     _require_coordinator(request.user)
-    candidates = Task.objects.filter(team__coordinators=request.user).select_related(
-        "case__data_key", "case__team"
-    )
-    assignees = queues.User.objects.filter(teams__in=request.user.led_teams.all()).distinct()
+    # Only tasks the board shows: the same selection, with the same rights.
+    candidates = queues.board_tasks(request.user)
+    assignees = access.team_people(access.led_teams(request.user))
     form = BulkAssignForm(request.POST, tasks=candidates, assignees=assignees)
     if form.is_valid():
-        _assign(request, list(form.cleaned_data["tasks"]), form.cleaned_data)
+        tasks = access.attach_task_rights(form.cleaned_data["tasks"], request.user)
+        _assign(request, tasks, form.cleaned_data)
     else:
         messages.error(request, _("Tick at least one task and choose who gets them."))
     return _back(request, default="board")
@@ -289,7 +269,6 @@ def case_task_new(request, pk):
                 due_on=data["due_on"],
                 assignee=data["assignee"],
                 grant_access=data["grant_access"],
-                request=request,
             )
         except ValidationError as exc:
             report_errors(request, exc)
@@ -309,9 +288,7 @@ def case_task_template(request, pk):
     if template is None:
         messages.error(request, _("Choose a checklist from the list."))
     else:
-        created = queues.template_apply(
-            actor=request.user, case=case, template=template, request=request
-        )
+        created = queues.template_apply(actor=request.user, case=case, template=template)
         messages.success(request, _("%(n)s tasks added from the checklist.") % {"n": len(created)})
     return redirect(f"{_case_url(case)}#tasks")
 

@@ -16,13 +16,10 @@ from .models import (
     ACTIVE_STATUSES,
     Case,
     Priority,
-    Role,
     Task,
     TaskEvent,
     TaskStatus,
     TaskTemplate,
-    Team,
-    User,
 )
 
 
@@ -55,53 +52,42 @@ def queue_order(tasks):
 
 
 def my_queue(user):
-    visible = access.cases_for_user(user)
+    """Open tasks assigned to the user, on cases they can see."""
     return queue_order(
-        Task.objects.filter(
-            assignee=user, status__in=ACTIVE_STATUSES, case__in=visible
-        ).select_related("case__data_key", "case")
+        access.tasks_for_user(user)
+        .filter(assignee=user, status__in=ACTIVE_STATUSES)
+        .select_related("case__data_key", "case")
     )
 
 
-def teams_of(user):
-    return Team.objects.filter(Q(members=user) | Q(coordinators=user)).distinct()
-
-
 def team_queue(user):
-    """Unassigned tasks of one's teams; a sealed case's tasks only for its named users."""
-    visible = access.cases_for_user(user)
+    """Unassigned open tasks of one's teams, on cases one can see; each carries its
+    case's rights (claiming needs the right to work on the case)."""
     return queue_order(
-        Task.objects.filter(
-            team__in=teams_of(user), assignee__isnull=True, status__in=ACTIVE_STATUSES
-        )
-        .filter(Q(case__sealed=False) | Q(case__in=visible))
+        access.tasks_for_user(user, with_rights=True)
+        .filter(team__in=access.teams_of(user), assignee__isnull=True, status__in=ACTIVE_STATUSES)
         .select_related("case__data_key", "case")
     )
 
 
 def board_tasks(coordinator):
-    """Every open task of the coordinator's teams, on cases the coordinator may see (a
-    sealed case's tasks stay off the board unless the coordinator is named on it)."""
+    """Every open task of the teams a coordinator leads, on cases the coordinator may
+    see (a sealed case's tasks stay off the board unless the coordinator is named on
+    it), each with its case's rights. The board shows these and assigns only these."""
     return queue_order(
-        Task.objects.filter(
-            team__coordinators=coordinator,
-            status__in=ACTIVE_STATUSES,
-            case__in=access.cases_for_user(coordinator),
-        ).select_related("case__data_key", "case", "assignee", "team")
+        access.tasks_for_user(coordinator, with_rights=True)
+        .filter(team__in=access.led_teams(coordinator), status__in=ACTIVE_STATUSES)
+        .select_related("case__data_key", "case", "assignee", "team")
     )
 
 
 def assignable_users(task_or_case):
-    """Members of the case's team who work on cases: the only people a task can go to."""
+    """Caseworkers of the case's team: the only people a task can go to."""
     case = task_or_case.case if isinstance(task_or_case, Task) else task_or_case
-    return (
-        User.objects.filter(is_active=True, teams=case.team, groups__name=Role.CASEWORKER)
-        .distinct()
-        .order_by("username")
-    )
+    return access.team_people(case.team)
 
 
-def _event(task, actor, kind, *, detail=None, comment=None, request=None, action=None, fields=()):
+def _event(task, actor, kind, *, detail=None, comment=None, action=None, fields=()):
     TaskEvent.objects.create(
         task=task, actor=actor, kind=kind, detail=detail or {}, comment=comment
     )
@@ -110,7 +96,6 @@ def _event(task, actor, kind, *, detail=None, comment=None, request=None, action
         action or f"task.{kind}",
         case=task.case,
         obj=task,
-        request=request,
         fields=fields,
         detail=detail or {},
     )
@@ -128,9 +113,8 @@ def task_create(
     due_on=None,
     assignee=None,
     grant_access: bool = False,
-    request=None,
 ) -> Task:
-    if not access.can(actor, access.CHANGE, case):
+    if not access.rights_of(actor, case).work:
         raise PermissionDenied
     task = Task(
         case=case,
@@ -147,19 +131,16 @@ def task_create(
         task,
         actor,
         TaskEvent.Kind.CREATED,
-        request=request,
         fields=["title", "details"],
         detail={"aim": aim, "priority": int(priority)},
     )
     if assignee is not None:
-        task_assign(
-            actor=actor, tasks=[task], assignee=assignee, grant_access=grant_access, request=request
-        )
+        task_assign(actor=actor, tasks=[task], assignee=assignee, grant_access=grant_access)
     return task
 
 
 @transaction.atomic
-def template_apply(*, actor, case: Case, template: TaskTemplate, request=None) -> list[Task]:
+def template_apply(*, actor, case: Case, template: TaskTemplate) -> list[Task]:
     today = timezone.localdate()
     return [
         task_create(
@@ -169,20 +150,19 @@ def template_apply(*, actor, case: Case, template: TaskTemplate, request=None) -
             aim=template.aim,
             priority=item.priority,
             due_on=today + datetime.timedelta(days=item.due_in_days),
-            request=request,
         )
         for item in template.items.all()
     ]
 
 
 def may_assign(actor, task) -> bool:
-    """Coordinators of the task's team assign anyone; a caseworker working on the case
-    may hand a task to a colleague who can already see it."""
-    return access.is_coordinator_of(actor, task.case) or access.can(actor, access.CHANGE, task.case)
+    """Coordinators of the case's team who can see it assign anyone; a caseworker working
+    on the case may hand a task to a colleague who can already see it."""
+    return access.rights_of(actor, task.case).assign
 
 
 @transaction.atomic
-def task_assign(*, actor, tasks, assignee, grant_access: bool = False, request=None) -> int:
+def task_assign(*, actor, tasks, assignee, grant_access: bool = False) -> int:
     """Assign tasks to one person of their cases' teams.
 
     1. Everyone gets tasks only on cases of a team they belong to.
@@ -200,14 +180,12 @@ def task_assign(*, actor, tasks, assignee, grant_access: bool = False, request=N
                 % {"name": assignee.get_username(), "ref": task.case.reference}
             )
     if assignee is not None:
-        blind = {t.case for t in tasks if not access.can(assignee, access.VIEW, t.case)}
+        blind = {t.case for t in tasks if not access.rights_of(assignee, t.case).view}
         if blind:
-            if not grant_access or not all(access.is_coordinator_of(actor, c) for c in blind):
+            if not grant_access or not all(access.rights_of(actor, c).manage for c in blind):
                 raise AccessNeeded([assignee])
             for case in blind:
-                services.access_grant(
-                    actor=actor, case=case, user=assignee, level="work", request=request
-                )
+                services.access_grant(actor=actor, case=case, user=assignee, level="work")
     for task in tasks:
         previous = task.assignee_id
         if previous == (assignee.pk if assignee else None):
@@ -218,7 +196,6 @@ def task_assign(*, actor, tasks, assignee, grant_access: bool = False, request=N
             task,
             actor,
             TaskEvent.Kind.ASSIGNED,
-            request=request,
             fields=["assignee"],
             detail={
                 "from": str(previous) if previous else None,
@@ -229,9 +206,9 @@ def task_assign(*, actor, tasks, assignee, grant_access: bool = False, request=N
 
 
 @transaction.atomic
-def task_claim(*, actor, task: Task, request=None) -> bool:
+def task_claim(*, actor, task: Task) -> bool:
     """Take an unassigned task. Two people clicking at once: exactly one wins."""
-    if not access.can(actor, access.CHANGE, task.case):
+    if not access.rights_of(actor, task.case).work:
         raise PermissionDenied
     won = Task.objects.filter(pk=task.pk, assignee__isnull=True, status__in=ACTIVE_STATUSES).update(
         assignee=actor
@@ -242,7 +219,6 @@ def task_claim(*, actor, task: Task, request=None) -> bool:
             task,
             actor,
             TaskEvent.Kind.CLAIMED,
-            request=request,
             fields=["assignee"],
             detail={"to": str(actor.pk)},
         )
@@ -250,8 +226,8 @@ def task_claim(*, actor, task: Task, request=None) -> bool:
 
 
 @transaction.atomic
-def task_set_status(*, actor, task: Task, status: str, request=None) -> None:
-    if not access.can(actor, access.CHANGE, task.case):
+def task_set_status(*, actor, task: Task, status: str) -> None:
+    if not access.rights_of(actor, task.case).work:
         raise PermissionDenied
     if status == task.status:
         return
@@ -263,7 +239,6 @@ def task_set_status(*, actor, task: Task, status: str, request=None) -> None:
         task,
         actor,
         TaskEvent.Kind.STATUS,
-        request=request,
         fields=["status"],
         detail={"from": old, "to": status},
         action="task.status_changed",
@@ -271,12 +246,10 @@ def task_set_status(*, actor, task: Task, status: str, request=None) -> None:
 
 
 @transaction.atomic
-def task_comment(*, actor, task: Task, comment: str, request=None) -> None:
-    if not access.can(actor, access.CHANGE, task.case):
+def task_comment(*, actor, task: Task, comment: str) -> None:
+    if not access.rights_of(actor, task.case).work:
         raise PermissionDenied
-    _event(
-        task, actor, TaskEvent.Kind.COMMENTED, comment=comment, request=request, fields=["comment"]
-    )
+    _event(task, actor, TaskEvent.Kind.COMMENTED, comment=comment, fields=["comment"])
 
 
 def board_summary(tasks) -> list[dict]:

@@ -30,7 +30,7 @@ def _changed(instance, data: dict) -> list[str]:
 
 
 @transaction.atomic
-def case_open(*, actor: User, team, person: dict, aims: list, risk: str, request=None) -> Case:
+def case_open(*, actor: User, team, person: dict, aims: list, risk: str) -> Case:
     if not (actor.has_role(Role.COORDINATOR) or actor.has_role(Role.CASEWORKER)):
         raise PermissionDenied
     if not (
@@ -47,26 +47,25 @@ def case_open(*, actor: User, team, person: dict, aims: list, risk: str, request
         actor,
         "case.created",
         case=case,
-        request=request,
         fields=[k for k, v in person.items() if v not in (None, "", [])],
     )
     return case
 
 
 @transaction.atomic
-def case_update(*, actor: User, case: Case, data: dict, request=None) -> list[str]:
+def case_update(*, actor: User, case: Case, data: dict) -> list[str]:
     changed = _changed(case, data)
     if not changed:
         return []
     for name in changed:
         setattr(case, name, data[name])
     case.save()
-    audit.record(actor, "case.updated", case=case, fields=changed, request=request)
+    audit.record(actor, "case.updated", case=case, fields=changed)
     return changed
 
 
 @transaction.atomic
-def case_change_stage(*, actor: User, case: Case, stage: str, request=None) -> None:
+def case_change_stage(*, actor: User, case: Case, stage: str) -> None:
     if stage == case.stage:
         return
     old = case.stage
@@ -86,25 +85,18 @@ def case_change_stage(*, actor: User, case: Case, stage: str, request=None) -> N
     action = {Stage.CLOSED: "case.closed"}.get(
         stage, "case.reopened" if old == Stage.CLOSED else "case.stage_changed"
     )
-    audit.record(
-        actor, action, case=case, fields=fields, request=request, detail={"from": old, "to": stage}
-    )
+    audit.record(actor, action, case=case, fields=fields, detail={"from": old, "to": stage})
 
 
 def grantable_users(case: Case):
     """Who may be given access: active caseworkers of the case's team (and, for a
     sealed case, its team's coordinators, who are otherwise kept out)."""
-    users = User.objects.filter(is_active=True, teams=case.team, groups__name=Role.CASEWORKER)
-    if case.sealed:
-        users = users | User.objects.filter(
-            is_active=True, led_teams=case.team, groups__name=Role.COORDINATOR
-        )
-    return users.distinct().order_by("username")
+    return access.team_people(case.team, coordinators=case.sealed)
 
 
 @transaction.atomic
-def access_grant(*, actor: User, case: Case, user: User, level: str, request=None) -> None:
-    if not access.can_manage_access(actor, case):
+def access_grant(*, actor: User, case: Case, user: User, level: str) -> None:
+    if not access.rights_of(actor, case).manage:
         raise PermissionDenied
     if not grantable_users(case).filter(pk=user.pk).exists():
         raise ValidationError(_("Only caseworkers of the case's team can be given access."))
@@ -114,14 +106,13 @@ def access_grant(*, actor: User, case: Case, user: User, level: str, request=Non
         actor,
         "access.granted",
         case=case,
-        request=request,
         detail={"user": str(user.pk), "level": level},
     )
 
 
 @transaction.atomic
-def access_revoke(*, actor: User, case: Case, user: User, level: str, request=None) -> None:
-    if not access.can_manage_access(actor, case):
+def access_revoke(*, actor: User, case: Case, user: User, level: str) -> None:
+    if not access.rights_of(actor, case).manage:
         raise PermissionDenied
     # Revoking "view" takes everything: there is no working on a case one cannot see.
     perms = {
@@ -135,15 +126,14 @@ def access_revoke(*, actor: User, case: Case, user: User, level: str, request=No
         actor,
         "access.revoked",
         case=case,
-        request=request,
         detail={"user": str(user.pk), "level": level},
     )
 
 
 @transaction.atomic
-def case_seal(*, actor: User, case: Case, sealed: bool, request=None) -> None:
+def case_seal(*, actor: User, case: Case, sealed: bool) -> None:
     """Sealing keeps the case to named users: the sealing coordinator is named at once."""
-    if not access.can_manage_access(actor, case):
+    if not access.rights_of(actor, case).manage:
         raise PermissionDenied
     if sealed:
         for perm in LEVELS["work"]:
@@ -155,14 +145,11 @@ def case_seal(*, actor: User, case: Case, sealed: bool, request=None) -> None:
         "case.sealed" if sealed else "case.unsealed",
         case=case,
         fields=["sealed"],
-        request=request,
     )
 
 
 @transaction.atomic
-def note_add(
-    *, actor: User, case: Case, body: str, restricted: bool, upload=None, request=None
-) -> Note:
+def note_add(*, actor: User, case: Case, body: str, restricted: bool, upload=None) -> Note:
     note = Note(case=case, author=actor, body=body, restricted=restricted)
     note.save()
     audit.record(
@@ -171,7 +158,6 @@ def note_add(
         case=case,
         obj=note,
         fields=["body"],
-        request=request,
         detail={"restricted": restricted},
     )
     if upload is not None:
@@ -191,12 +177,12 @@ def note_add(
         except Exception:
             vault.delete_file(blob)
             raise
-        audit.record(actor, "attachment.created", case=case, obj=attachment, request=request)
+        audit.record(actor, "attachment.created", case=case, obj=attachment)
     return note
 
 
 @transaction.atomic
-def whereabouts_save(*, actor: User, case: Case, data: dict, request=None) -> list[str]:
+def whereabouts_save(*, actor: User, case: Case, data: dict) -> list[str]:
     place = Whereabouts.objects.filter(case=case).first()
     if place is None:
         place = Whereabouts(case=case)
@@ -207,27 +193,24 @@ def whereabouts_save(*, actor: User, case: Case, data: dict, request=None) -> li
         setattr(place, name, value)
     place.updated_by = actor
     place.save()
-    audit.record(
-        actor, "whereabouts.updated", case=case, obj=place, request=request, fields=changed
-    )
+    audit.record(actor, "whereabouts.updated", case=case, obj=place, fields=changed)
     return changed
 
 
-def whereabouts_view(*, actor: User, case: Case, reason: str, request=None):
+def whereabouts_view(*, actor: User, case: Case, reason: str):
     place = Whereabouts.objects.filter(case=case).first()
     audit.record(
         actor,
         "whereabouts.viewed",
         case=case,
         obj=place,
-        request=request,
         detail={"reason": reason},
     )
     return place
 
 
 @transaction.atomic
-def break_glass(*, actor: User, case: Case, justification: str, request=None) -> BreakGlass:
+def break_glass(*, actor: User, case: Case, justification: str) -> BreakGlass:
     if not actor.has_role(Role.COORDINATOR):
         raise PermissionDenied
     glass = BreakGlass(
@@ -237,7 +220,7 @@ def break_glass(*, actor: User, case: Case, justification: str, request=None) ->
         expires_at=timezone.now() + datetime.timedelta(hours=1),
     )
     glass.save()
-    audit.record(actor, "case.break_glass", case=case, obj=glass, request=request, flagged=True)
+    audit.record(actor, "case.break_glass", case=case, obj=glass, flagged=True)
     from .background import enqueue
     from .tasks import notify
 

@@ -2,7 +2,8 @@ from django import forms
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
-from casework.models import Role, User
+from casework import access
+from casework.models import User
 
 from .models import ConsentEvent, Contact, ContactKind, Message, Purpose
 
@@ -161,12 +162,4 @@ class ReviewForm(forms.Form):
 
 def witnesses_for(case, actor):
     """Colleagues who may witness: active caseworkers and coordinators of the case's team."""
-    return (
-        (
-            User.objects.filter(is_active=True, teams=case.team)
-            | User.objects.filter(is_active=True, led_teams=case.team)
-        )
-        .filter(groups__name__in=[Role.CASEWORKER, Role.COORDINATOR])
-        .exclude(pk=actor.pk)
-        .distinct()
-    )
+    return access.team_people(case.team, coordinators=True).exclude(pk=actor.pk)

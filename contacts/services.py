@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from casework import audit, vault
+from casework import access, audit, vault
 from casework.models import Whereabouts
 
 from .consent import require_consent
@@ -25,9 +25,7 @@ from .models import (
 
 
 @transaction.atomic
-def contact_save(
-    *, actor, case, data: dict, contact: Contact | None = None, request=None
-) -> Contact:
+def contact_save(*, actor, case, data: dict, contact: Contact | None = None) -> Contact:
     adding = contact is None
     contact = contact or Contact(case=case, created_by=actor)
     changed = [
@@ -44,13 +42,12 @@ def contact_save(
         case=case,
         obj=contact,
         fields=changed,
-        request=request,
     )
     return contact
 
 
 @transaction.atomic
-def do_not_disclose_add(*, actor, case, data: dict, request=None) -> DoNotDisclose:
+def do_not_disclose_add(*, actor, case, data: dict) -> DoNotDisclose:
     if not any(data.get(k) for k in ("name", "phone", "email")):
         raise ValidationError(_("Enter at least a name, a phone number or an e-mail address."))
     entry = DoNotDisclose(case=case, created_by=actor, **data)
@@ -60,30 +57,27 @@ def do_not_disclose_add(*, actor, case, data: dict, request=None) -> DoNotDisclo
         "do_not_disclose.added",
         case=case,
         obj=entry,
-        request=request,
         fields=[k for k, v in data.items() if v],
     )
     return entry
 
 
 @transaction.atomic
-def do_not_disclose_remove(*, actor, case, entry: DoNotDisclose, request=None) -> None:
+def do_not_disclose_remove(*, actor, case, entry: DoNotDisclose) -> None:
     from casework.models import BlindIndexEntry
 
     BlindIndexEntry.objects.filter(row_id=entry.pk).delete()
-    audit.record(actor, "do_not_disclose.removed", case=case, obj=entry, request=request)
+    audit.record(actor, "do_not_disclose.removed", case=case, obj=entry)
     entry.delete()
 
 
-def _stop_waiting_messages(*, case, counterpart=None, actor=None, request=None) -> int:
+def _stop_waiting_messages(*, case, counterpart=None, actor=None) -> int:
     messages = Message.objects.filter(thread__case=case, status__in=Message.WAITING)
     if counterpart is not None:
         messages = messages.filter(thread__contact=counterpart)
     stopped = messages.update(status=Message.Status.STOPPED)
     if stopped:
-        audit.record(
-            actor, "message.stopped", case=case, request=request, detail={"messages": stopped}
-        )
+        audit.record(actor, "message.stopped", case=case, detail={"messages": stopped})
     return stopped
 
 
@@ -102,7 +96,6 @@ def consent_record(
     expires_on=None,
     scan=None,
     remarks: str = "",
-    request=None,
 ) -> ConsentEvent:
     """Append a consent event, after checking that it can stand as evidence.
 
@@ -146,7 +139,6 @@ def consent_record(
         "consent.recorded",
         case=case,
         obj=event,
-        request=request,
         detail={
             "purpose": purpose,
             "decision": decision,
@@ -155,9 +147,7 @@ def consent_record(
         },
     )
     if decision != ConsentEvent.Decision.GRANTED and purpose in (Purpose.RELAY, Purpose.PROCESSING):
-        _stop_waiting_messages(
-            case=case, counterpart=event.counterpart, actor=actor, request=request
-        )
+        _stop_waiting_messages(case=case, counterpart=event.counterpart, actor=actor)
     return event
 
 
@@ -181,7 +171,7 @@ def consent_lapse(*, case, event: ConsentEvent) -> ConsentEvent:
 
 
 def consent_withdraw(
-    *, actor, case, event: ConsentEvent, method: str, witness=None, request=None
+    *, actor, case, event: ConsentEvent, method: str, witness=None
 ) -> ConsentEvent:
     """Withdrawal is a new event; it takes effect at once."""
     return consent_record(
@@ -193,15 +183,12 @@ def consent_withdraw(
         subject=event.subject,
         counterpart=event.counterpart,
         witness=witness,
-        request=request,
     )
 
 
 # --- Messages ---------------------------------------------------------------------------------
 @transaction.atomic
-def message_submit(
-    *, actor, case, contact: Contact, direction: str, body: str, request=None
-) -> Message:
+def message_submit(*, actor, case, contact: Contact, direction: str, body: str) -> Message:
     require_consent(case, Purpose.RELAY, contact)
     thread, _created = Thread.objects.get_or_create(case=case, contact=contact)
     message = Message(thread=thread, direction=direction, body=body, created_by=actor)
@@ -211,16 +198,13 @@ def message_submit(
         "message.submitted",
         case=case,
         obj=message,
-        request=request,
         detail={"direction": direction},
     )
     return message
 
 
 @transaction.atomic
-def message_review(
-    *, actor, case, message: Message, decision: str, reason: str = "", request=None
-) -> None:
+def message_review(*, actor, case, message: Message, decision: str, reason: str = "") -> None:
     if message.status != Message.Status.PENDING:
         raise ValidationError(_("This message was reviewed already."))
     if decision in ("return", "block") and not reason.strip():
@@ -236,11 +220,11 @@ def message_review(
     message.reviewed_by, message.reviewed_at = actor, timezone.now()
     message.save()
     action = {"approve": "approved", "return": "returned", "block": "blocked"}[decision]
-    audit.record(actor, f"message.{action}", case=case, obj=message, request=request)
+    audit.record(actor, f"message.{action}", case=case, obj=message)
 
 
 @transaction.atomic
-def message_deliver(*, actor, case, message: Message, request=None) -> None:
+def message_deliver(*, actor, case, message: Message) -> None:
     """Delivery checks consent again: a withdrawal after approval still stops it."""
     if message.status != Message.Status.APPROVED:
         raise ValidationError(_("Only an approved message can be delivered."))
@@ -249,7 +233,7 @@ def message_deliver(*, actor, case, message: Message, request=None) -> None:
         status=Message.Status.DELIVERED, delivered_at=timezone.now()
     )
     if updated:
-        audit.record(actor, "message.delivered", case=case, obj=message, request=request)
+        audit.record(actor, "message.delivered", case=case, obj=message)
 
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+", re.UNICODE)
@@ -257,8 +241,16 @@ _URL = re.compile(r"(https?://|www\.)\S+|\b[\w-]+\.(com|org|net|ir|de|info|io|me
 _PHONE = re.compile(r"(?:\+|00)?\d[\d\s().-]{5,}\d")
 
 
-def review_warnings(case, message: Message) -> list[tuple[str, str]]:
-    """What a reviewer must look at before approving: (code, the text that matched)."""
+def review_warnings(*, actor, case, message: Message) -> list[tuple[str, str]]:
+    """What a reviewer must look at before approving: (code, the text that matched).
+
+    1. Phone numbers (Persian and Arabic digits too), e-mail addresses and web
+       addresses, for every reviewer.
+    2. Places of the person's whereabouts, only for a reviewer who holds the
+       whereabouts grant: comparing a text with the whereabouts is a read of them, so
+       it writes its `whereabouts.viewed` event. Without the grant, a reviewer could
+       otherwise test candidate cities against the whereabouts.
+    """
     text = message.body or ""
     digits_text = vault.normalise(text)  # Persian and Arabic digits become ASCII
     warnings = []
@@ -272,8 +264,17 @@ def review_warnings(case, message: Message) -> list[tuple[str, str]]:
         for m in _URL.finditer(text)
         if not any(e.start() <= m.start() < e.end() for e in emails)
     ]
+    if not access.rights_of(actor, case).whereabouts:
+        return warnings
     place = Whereabouts.objects.filter(case=case).first()
     if place is not None:
+        audit.record(
+            actor,
+            "whereabouts.viewed",
+            case=case,
+            obj=place,
+            detail={"purpose": "message_review", "message": str(message.pk)},
+        )
         haystack = f" {vault.normalise(text)} "
         for value in place.places():
             for candidate in {value, *re.split(r"[\n,،;؛]+", value)}:

@@ -39,24 +39,20 @@ from .models import (
 @login_required
 def contacts(request, pk):
     case = get_case_for_user(request, pk)
-    can_change = access.can(request.user, access.CHANGE, case)
     form = ContactForm(request.POST or None)
     if request.method == "POST":
-        if not can_change:
+        if not case.rights.work:
             raise PermissionDenied
         if form.is_valid():
             services.contact_save(
                 actor=request.user,
                 case=case,
-                request=request,
                 data={k: form.cleaned_data[k] for k in ContactForm.FIELDS},
             )
             messages.success(request, _("Contact added."))
             return redirect("case_contacts", pk=case.pk)
     people = list(case.contacts.order_by("created_at"))
-    audit.record(
-        request.user, "contact.listed", case=case, request=request, detail={"contacts": len(people)}
-    )
+    audit.record(request.user, "contact.listed", case=case, detail={"contacts": len(people)})
     return render(
         request,
         "contacts/contacts.html",
@@ -64,7 +60,6 @@ def contacts(request, pk):
             "case": case,
             "contacts": people,
             "form": form,
-            "can_change": can_change,
             "grants": consent.current_grants(case),
         },
     )
@@ -83,13 +78,12 @@ def contact_edit(request, pk, contact_pk):
             actor=request.user,
             case=case,
             contact=contact,
-            request=request,
             data={k: form.cleaned_data[k] for k in ContactForm.FIELDS},
         )
         messages.success(request, _("Contact saved."))
         return redirect("case_contacts", pk=case.pk)
     if request.method == "GET":
-        audit.record(request.user, "contact.viewed", case=case, obj=contact, request=request)
+        audit.record(request.user, "contact.viewed", case=case, obj=contact)
     return render(
         request, "contacts/contact_form.html", {"case": case, "contact": contact, "form": form}
     )
@@ -100,7 +94,7 @@ def consent_page(request, pk):
     case = get_case_for_user(request, pk)
     events = list(consent.timeline(case))
     start = ConsentStartForm(contacts=case.contacts.all(), initial={"language": get_language()})
-    audit.record(request.user, "consent.viewed", case=case, request=request)
+    audit.record(request.user, "consent.viewed", case=case)
     return render(
         request,
         "contacts/consent.html",
@@ -109,7 +103,6 @@ def consent_page(request, pk):
             "events": events,
             "grants": consent.current_grants(case, events),
             "start": start,
-            "can_change": access.can(request.user, access.CHANGE, case),
             "withdraw_form": WithdrawForm(witnesses=witnesses_for(case, request.user)),
         },
     )
@@ -152,7 +145,6 @@ def consent_record(request, pk):
                     expires_on=data["expires_on"],
                     scan=data["scan"],
                     remarks=data["remarks"],
-                    request=request,
                 )
             except ValidationError as exc:
                 form.add_error(None, exc)
@@ -164,7 +156,6 @@ def consent_record(request, pk):
             request.user,
             "consent.viewed",
             case=case,
-            request=request,
             detail={"page": "record", "purpose": chosen["purpose"]},
         )
     return render(
@@ -196,7 +187,6 @@ def consent_withdraw(request, pk, event_pk):
                 event=event,
                 method=form.cleaned_data["method"],
                 witness=form.cleaned_data["witness"],
-                request=request,
             )
         except ValidationError as exc:
             report_errors(request, exc)
@@ -216,7 +206,7 @@ def consent_scan(request, pk, event_pk):
     if not event.scan_blob:
         raise Http404
     data = vault.open_file(case.data_key, event.scan_blob)
-    audit.record(request.user, "consent.scan_viewed", case=case, obj=event, request=request)
+    audit.record(request.user, "consent.scan_viewed", case=case, obj=event)
     response = HttpResponse(data, content_type="application/octet-stream")
     response["Content-Disposition"] = 'attachment; filename="consent-scan"'
     return response
@@ -226,23 +216,20 @@ def consent_scan(request, pk, event_pk):
 @login_required
 def do_not_disclose(request, pk):
     case = get_case_for_user(request, pk)
-    can_change = access.can(request.user, access.CHANGE, case)
     form = DoNotDiscloseForm(request.POST or None)
     if request.method == "POST":
-        if not can_change:
+        if not case.rights.work:
             raise PermissionDenied
         if form.is_valid():
-            services.do_not_disclose_add(
-                actor=request.user, case=case, data=form.cleaned_data, request=request
-            )
+            services.do_not_disclose_add(actor=request.user, case=case, data=form.cleaned_data)
             messages.success(request, _("Added to the do-not-disclose list."))
             return redirect("do_not_disclose", pk=case.pk)
     entries = list(case.do_not_disclose.order_by("created_at"))
-    audit.record(request.user, "do_not_disclose.viewed", case=case, request=request)
+    audit.record(request.user, "do_not_disclose.viewed", case=case)
     return render(
         request,
         "contacts/do_not_disclose.html",
-        {"case": case, "entries": entries, "form": form, "can_change": can_change},
+        {"case": case, "entries": entries, "form": form},
     )
 
 
@@ -252,7 +239,7 @@ def do_not_disclose_remove(request, pk, entry_pk):
     if (refused := post_only(request)) is not None:
         return refused
     entry = get_object_or_404(DoNotDisclose, pk=entry_pk, case=case)
-    services.do_not_disclose_remove(actor=request.user, case=case, entry=entry, request=request)
+    services.do_not_disclose_remove(actor=request.user, case=case, entry=entry)
     messages.success(request, _("Removed from the list."))
     return redirect("do_not_disclose", pk=case.pk)
 
@@ -263,10 +250,9 @@ def thread(request, pk, contact_pk):
     case = get_case_for_user(request, pk)
     contact = get_object_or_404(Contact, pk=contact_pk, case=case)
     contact.case = case
-    can_change = access.can(request.user, access.CHANGE, case)
     form = MessageForm(request.POST or None)
     if request.method == "POST":
-        if not can_change:
+        if not case.rights.work:
             raise PermissionDenied
         if form.is_valid():
             try:
@@ -276,7 +262,6 @@ def thread(request, pk, contact_pk):
                     contact=contact,
                     direction=form.cleaned_data["direction"],
                     body=form.cleaned_data["body"],
-                    request=request,
                 )
             except consent.ConsentRequired as exc:
                 messages.error(request, str(exc))
@@ -292,7 +277,7 @@ def thread(request, pk, contact_pk):
     )
     for item in items:
         item.thread.case = case
-    audit.record(request.user, "message.thread_viewed", case=case, obj=contact, request=request)
+    audit.record(request.user, "message.thread_viewed", case=case, obj=contact)
     return render(
         request,
         "contacts/thread.html",
@@ -301,7 +286,6 @@ def thread(request, pk, contact_pk):
             "contact": contact,
             "items": items,
             "form": form,
-            "can_change": can_change,
             "relay": consent.consent_state(case, "relay", contact),
         },
     )
@@ -347,7 +331,6 @@ def review(request, pk, message_pk):
                 message=message,
                 decision=form.cleaned_data["decision"],
                 reason=form.cleaned_data["reason"],
-                request=request,
             )
         except (ValidationError, consent.ConsentRequired) as exc:
             form.add_error(None, str(exc) if isinstance(exc, consent.ConsentRequired) else exc)
@@ -355,7 +338,7 @@ def review(request, pk, message_pk):
             messages.success(request, _("Review saved."))
             return redirect("review_queue")
     if request.method == "GET":
-        audit.record(request.user, "message.viewed", case=case, obj=message, request=request)
+        audit.record(request.user, "message.viewed", case=case, obj=message)
     return render(
         request,
         "contacts/review.html",
@@ -363,7 +346,7 @@ def review(request, pk, message_pk):
             "case": case,
             "message": message,
             "form": form,
-            "warnings": services.review_warnings(case, message),
+            "warnings": services.review_warnings(actor=request.user, case=case, message=message),
             "relay": consent.consent_state(case, "relay", message.thread.contact),
         },
     )
@@ -376,7 +359,7 @@ def deliver(request, pk, message_pk):
         return refused
     message = _message_in(case, message_pk)
     try:
-        services.message_deliver(actor=request.user, case=case, message=message, request=request)
+        services.message_deliver(actor=request.user, case=case, message=message)
     except (ValidationError, consent.ConsentRequired) as exc:
         report_errors(request, exc)
     else:

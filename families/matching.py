@@ -19,12 +19,12 @@ from .models import FamilyRequest, MatchCandidate
 NAME_WEIGHT, YEAR_WEIGHT, PLACE_WEIGHT = 0.6, 0.25, 0.15
 
 
-def candidate_cases(request: FamilyRequest):
+def candidate_cases(family_request: FamilyRequest):
     """Cases sharing a whole name, or two tokens of one name, with the request. One
     common first name alone never makes a candidate (it would be thousands)."""
     index = Case.blind_indexes[0]
     ids = set()
-    for name in request.sought_names or []:
+    for name in family_request.sought_names or []:
         ids |= vault.candidate_ids(index, name)
         parts = list(dict.fromkeys(vault.tokens(name)))
         for i, first in enumerate(parts):
@@ -56,8 +56,8 @@ def tracing_consented(case_ids) -> set:
     }
 
 
-def score(request: FamilyRequest, case: Case) -> tuple[float, list[str]]:
-    wanted = {t for n in request.sought_names or [] for t in vault.tokens(n)}
+def score(family_request: FamilyRequest, case: Case) -> tuple[float, list[str]]:
+    wanted = {t for n in family_request.sought_names or [] for t in vault.tokens(n)}
     have = {t for n in [case.legal_name, *(case.other_names or [])] if n for t in vault.tokens(n)}
     reasons, total = [], 0.0
     if wanted and have:
@@ -66,10 +66,14 @@ def score(request: FamilyRequest, case: Case) -> tuple[float, list[str]]:
             total += NAME_WEIGHT * overlap
             reasons.append("names")
     year = case.year_of_birth
-    if request.sought_birth_year and year and abs(int(request.sought_birth_year) - int(year)) <= 2:
+    if (
+        family_request.sought_birth_year
+        and year
+        and abs(int(family_request.sought_birth_year) - int(year)) <= 2
+    ):
         total += YEAR_WEIGHT
         reasons.append("birth_year")
-    place = vault.normalise(request.last_place or "")
+    place = vault.normalise(family_request.last_place or "")
     known = vault.normalise(" ".join(filter(None, [case.circumstances, case.nationalities])))
     if len(place) >= 3 and f" {place} " in f" {known} ":
         total += PLACE_WEIGHT
@@ -77,13 +81,13 @@ def score(request: FamilyRequest, case: Case) -> tuple[float, list[str]]:
     return round(total, 3), reasons
 
 
-def match(request: FamilyRequest) -> list[MatchCandidate]:
+def match(family_request: FamilyRequest) -> list[MatchCandidate]:
     found = []
-    for case in candidate_cases(request):
-        value, reasons = score(request, case)
+    for case in candidate_cases(family_request):
+        value, reasons = score(family_request, case)
         if value >= settings.PASSAGE_MATCH_THRESHOLD:
             candidate, _ = MatchCandidate.objects.update_or_create(
-                request=request, case=case, defaults={"score": value, "reasons": reasons}
+                request=family_request, case=case, defaults={"score": value, "reasons": reasons}
             )
             found.append(candidate)
     return found

@@ -17,20 +17,20 @@ from contacts.models import DoNotDisclose
 from .models import FamilyRequest, ScreeningFlag
 
 
-def screen(request: FamilyRequest) -> list[ScreeningFlag]:
+def screen(family_request: FamilyRequest) -> list[ScreeningFlag]:
     flags = []
     entries = DoNotDisclose.objects.select_related("case__data_key")
     hits = set()
     for index, value in (
-        ("dnd.names", request.requester_name),
-        ("dnd.phones", request.requester_phone),
-        ("dnd.emails", request.requester_email),
+        ("dnd.names", family_request.requester_name),
+        ("dnd.phones", family_request.requester_phone),
+        ("dnd.emails", family_request.requester_email),
     ):
         if value:
             hits.update(e.case_id for e in vault.search(entries, index, value))
     for case_id in sorted(hits, key=str):
         flag, _ = ScreeningFlag.objects.get_or_create(
-            request=request,
+            request=family_request,
             kind=ScreeningFlag.Kind.REQUESTER_ON_DND,
             case_id=case_id,
             other_request=None,
@@ -39,14 +39,14 @@ def screen(request: FamilyRequest) -> list[ScreeningFlag]:
     since = timezone.now() - datetime.timedelta(days=settings.PASSAGE_HUNTING_WINDOW_DAYS)
     others = (
         FamilyRequest.objects.filter(created_at__gte=since)
-        .exclude(pk=request.pk)
+        .exclude(pk=family_request.pk)
         .select_related("data_key")
     )
     index = FamilyRequest.blind_indexes[0]
     seen = set()
-    for name in request.sought_names or []:
+    for name in family_request.sought_names or []:
         for other in others.filter(pk__in=vault.candidate_ids(index, name)):
-            if other.pk in seen or _same_requester(request, other):
+            if other.pk in seen or _same_requester(family_request, other):
                 continue
             # A withdrawn (shredded) request still counts, by its index tombstone: a
             # hunter cannot wipe the pattern by withdrawing and writing again.
@@ -54,7 +54,7 @@ def screen(request: FamilyRequest) -> list[ScreeningFlag]:
                 continue
             seen.add(other.pk)
             flag, _ = ScreeningFlag.objects.get_or_create(
-                request=request,
+                request=family_request,
                 kind=ScreeningFlag.Kind.SOUGHT_REPEATEDLY,
                 case=None,
                 other_request=other,

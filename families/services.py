@@ -15,11 +15,12 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from casework import access, audit, queues, vault
-from casework.models import Priority, Role, TaskAim
+from casework.models import Priority, TaskAim
 from contacts import services as contact_services
 from contacts.consent import require_consent
 from contacts.models import ConsentEvent, Message, NoticeText, Purpose, Thread
 
+from . import access as family_access
 from .models import Disclosure, FamilyMessage, FamilyRequest, new_secret, secret_digest
 
 REQUESTER_FIELDS = [
@@ -44,38 +45,38 @@ def request_submit(*, data: dict, language: str, notice_sha256: str) -> tuple[Fa
     """Save a request and queue its screening and matching for after the commit.
     Returns the request and its secret (shown once, kept only as a MAC)."""
     secret = new_secret()
-    request = FamilyRequest(
+    family_request = FamilyRequest(
         language=language,
         notice_sha256=notice_sha256,
         secret_digest=secret_digest(secret),
         **{k: data.get(k) for k in REQUESTER_FIELDS + SOUGHT_FIELDS},
     )
-    request.save()
-    audit.record(None, "family.request.received", obj=request)
+    family_request.save()
+    audit.record(None, "family.request.received", obj=family_request)
     from casework.background import enqueue
 
     from .tasks import process_request
 
-    enqueue(process_request, str(request.pk))
-    return request, secret
+    enqueue(process_request, str(family_request.pk))
+    return family_request, secret
 
 
-def process(request: FamilyRequest) -> None:
+def process(family_request: FamilyRequest) -> None:
     """Screening, then matching; idempotent, marks the request processed."""
     from .matching import match
     from .screening import screen
 
     with transaction.atomic():
-        locked = FamilyRequest.objects.select_for_update().filter(pk=request.pk).first()
+        locked = FamilyRequest.objects.select_for_update().filter(pk=family_request.pk).first()
         if locked is None or locked.processed_at is not None or locked.is_shredded:
             return
-        flags = screen(request)
-        candidates = match(request)
+        flags = screen(family_request)
+        candidates = match(family_request)
         if settings.PASSAGE_FAULT_DELAY_SECONDS:
             import time
 
             time.sleep(settings.PASSAGE_FAULT_DELAY_SECONDS)
-        FamilyRequest.objects.filter(pk=request.pk).update(
+        FamilyRequest.objects.filter(pk=family_request.pk).update(
             processed_at=timezone.now(),
             stage=FamilyRequest.Stage.TRIAGE
             if locked.stage == FamilyRequest.Stage.NEW
@@ -84,35 +85,35 @@ def process(request: FamilyRequest) -> None:
         audit.record(
             None,
             "family.request.processed",
-            obj=request,
+            obj=family_request,
             detail={"flags": len(flags), "candidates": len(candidates)},
         )
 
 
 def find_for_family(reference: str, secret: str) -> FamilyRequest | None:
     """The request for this reference and secret, or None: the same work either way."""
-    request = (
+    family_request = (
         FamilyRequest.objects.select_related("data_key")
         .filter(reference=str(reference).strip().upper())
         .first()
     )
     digest = secret_digest(secret)
-    if request is None:
+    if family_request is None:
         import hmac
 
         hmac.compare_digest(digest, "0" * 64)  # the same comparison as for a real one
         return None
-    if not request.check_secret(secret) or request.is_shredded:
+    if not family_request.check_secret(secret) or family_request.is_shredded:
         return None
-    return request
+    return family_request
 
 
-def replies_for_family(request: FamilyRequest) -> list[Message]:
-    if request.contact_id is None:
+def replies_for_family(family_request: FamilyRequest) -> list[Message]:
+    if family_request.contact_id is None:
         return []
     return list(
         Message.objects.filter(
-            thread__contact_id=request.contact_id,
+            thread__contact_id=family_request.contact_id,
             direction=Message.Direction.TO_CONTACT,
             status=Message.Status.DELIVERED,
         ).select_related("thread__case__data_key")
@@ -120,90 +121,92 @@ def replies_for_family(request: FamilyRequest) -> list[Message]:
 
 
 @transaction.atomic
-def family_follow_up(*, request: FamilyRequest, body: str) -> None:
+def family_follow_up(*, family_request: FamilyRequest, body: str) -> None:
     """A message from the family: into the relay thread for review if there is one,
     else kept on the request for the caseworker."""
-    if request.stage == FamilyRequest.Stage.CLOSED:
+    if family_request.stage == FamilyRequest.Stage.CLOSED:
         raise ValidationError(_("This request is closed."))
-    if request.stage == FamilyRequest.Stage.RELAY and request.contact_id:
-        thread, _created = Thread.objects.get_or_create(case=request.case, contact=request.contact)
+    if family_request.stage == FamilyRequest.Stage.RELAY and family_request.contact_id:
+        thread, _created = Thread.objects.get_or_create(
+            case=family_request.case, contact=family_request.contact
+        )
         Message(thread=thread, direction=Message.Direction.FROM_CONTACT, body=body).save()
     else:
-        FamilyMessage(request=request, body=body).save()
-    audit.record(None, "family.request.follow_up", case=request.case, obj=request)
+        FamilyMessage(request=family_request, body=body).save()
+    audit.record(None, "family.request.follow_up", case=family_request.case, obj=family_request)
 
 
 @transaction.atomic
-def family_withdraw(*, request: FamilyRequest) -> None:
+def family_withdraw(*, family_request: FamilyRequest) -> None:
     """The family withdraws: the request is shredded now; its index stays as a
     tombstone for screening."""
-    FamilyRequest.objects.filter(pk=request.pk).update(
+    FamilyRequest.objects.filter(pk=family_request.pk).update(
         stage=FamilyRequest.Stage.CLOSED,
         outcome=FamilyRequest.Outcome.WITHDRAWN,
         closed_at=timezone.now(),
     )
-    vault.shred(request, keep_index=True)
-    audit.record(None, "family.request.withdrawn", case=request.case, obj=request)
+    vault.shred(family_request, keep_index=True)
+    audit.record(None, "family.request.withdrawn", case=family_request.case, obj=family_request)
 
 
 # --- Staff ---------------------------------------------------------------------------------
-def _require_coordinator(actor):
-    if not actor.has_role(Role.COORDINATOR):
+def _require(actor, family_request, right: str) -> None:
+    if not getattr(family_access.rights_of(actor, family_request), right):
         raise PermissionDenied
 
 
 @transaction.atomic
-def triage_close(*, actor, request: FamilyRequest, outcome: str = "no_match", http=None) -> None:
-    _require_coordinator(actor)
-    if request.stage not in (FamilyRequest.Stage.NEW, FamilyRequest.Stage.TRIAGE):
+def triage_close(*, actor, family_request: FamilyRequest, outcome: str = "no_match") -> None:
+    _require(actor, family_request, "triage")
+    if family_request.stage not in (FamilyRequest.Stage.NEW, FamilyRequest.Stage.TRIAGE):
         raise ValidationError(_("This request has left triage already."))
     if outcome not in (FamilyRequest.Outcome.NO_MATCH, FamilyRequest.Outcome.SCREENED_OUT):
         raise ValidationError(_("Choose “no match” or “screened out”."))
-    _close(request, outcome)
-    audit.record(
-        actor, "family.request.triaged", obj=request, request=http, detail={"decision": outcome}
-    )
+    _close(family_request, outcome)
+    audit.record(actor, "family.request.triaged", obj=family_request, detail={"decision": outcome})
 
 
-def _close(request, outcome):
-    request.stage, request.outcome, request.closed_at = (
+def _close(family_request, outcome):
+    family_request.stage, family_request.outcome, family_request.closed_at = (
         FamilyRequest.Stage.CLOSED,
         outcome,
         timezone.now(),
     )
-    request.save(update_fields=["stage", "outcome", "closed_at"])
+    family_request.save(update_fields=["stage", "outcome", "closed_at"])
 
 
 @transaction.atomic
-def triage_hand_over(*, actor, request: FamilyRequest, case, http=None):
+def triage_hand_over(*, actor, family_request: FamilyRequest, case):
     """Hand the request to the case's caseworker: a task on the case, assigned to one
     of its caseworkers if it has any (else it waits in the team queue)."""
-    _require_coordinator(actor)
-    if not access.is_coordinator_of(actor, case) and not access.can(actor, access.VIEW, case):
+    _require(actor, family_request, "triage")
+    if not access.rights_of(actor, case).coordinates:
         raise PermissionDenied
-    if request.stage != FamilyRequest.Stage.TRIAGE:
+    if family_request.stage != FamilyRequest.Stage.TRIAGE:
         raise ValidationError(_("This request has left triage already."))
-    if not request.candidates.filter(case=case).exists():
+    if not family_request.candidates.filter(case=case).exists():
         raise ValidationError(_("That case is not among this request's candidates."))
     task = queues.task_create(
         actor=actor,
         case=case,
         aim=TaskAim.REUNIFICATION,
         priority=Priority.HIGH,
-        title=_("Ask the person about family request %(ref)s") % {"ref": request.reference},
+        title=_("Ask the person about family request %(ref)s") % {"ref": family_request.reference},
         details=_("Open the request in Passage, ask the person, and record their answer."),
         due_on=timezone.localdate() + datetime.timedelta(days=7),
         assignee=access.case_workers(case).first(),
-        request=http,
     )
-    request.stage, request.case, request.task = FamilyRequest.Stage.HANDED, case, task
-    request.save(update_fields=["stage", "case", "task"])
+    family_request.stage, family_request.case, family_request.task = (
+        FamilyRequest.Stage.HANDED,
+        case,
+        task,
+    )
+    family_request.save(update_fields=["stage", "case", "task"])
     audit.record(
         actor,
         "family.request.triaged",
         case=case,
-        obj=request,
-        request=http,
+        obj=family_request,
         detail={"decision": "hand_over", "task": str(task.pk)},
     )
     return task
@@ -221,20 +224,18 @@ ANSWERS = {
 def record_answer(
     *,
     actor,
-    request: FamilyRequest,
+    family_request: FamilyRequest,
     answer: str,
     method: str,
     witness=None,
     details: str = "",
-    http=None,
 ):
     """The person's answer, recorded in the consent ledger towards the requester (a new
     contact on the case). Decline closes neutrally; relay opens a reviewed thread;
     sharing details or meeting waits for a coordinator's approval and a cooling-off."""
-    case = request.case
-    if case is None or not access.can(actor, access.CHANGE, case):
-        raise PermissionDenied
-    if request.stage not in (FamilyRequest.Stage.HANDED, FamilyRequest.Stage.RELAY):
+    case = family_request.case
+    _require(actor, family_request, "answer")
+    if family_request.stage not in (FamilyRequest.Stage.HANDED, FamilyRequest.Stage.RELAY):
         raise ValidationError(_("This request is not waiting for an answer."))
     if answer not in ANSWERS:
         raise ValidationError(_("Choose one of the answers."))
@@ -244,17 +245,16 @@ def record_answer(
         )
     if method == ConsentEvent.Method.SIGNED_PAPER:
         raise ValidationError(_("Record a signed paper on the case's consent page, with its scan."))
-    contact = request.contact or contact_services.contact_save(
+    contact = family_request.contact or contact_services.contact_save(
         actor=actor,
         case=case,
-        request=http,
         data={
             "kind": "family",
-            "name": (request.requester_name or "")[:200],
-            "relationship": (request.relationship or "")[:100],
-            "email": request.requester_email or "",
-            "phone": request.requester_phone or "",
-            "notes": _("From family request %(ref)s.") % {"ref": request.reference},
+            "name": (family_request.requester_name or "")[:200],
+            "relationship": (family_request.relationship or "")[:100],
+            "email": family_request.requester_email or "",
+            "phone": family_request.requester_phone or "",
+            "notes": _("From family request %(ref)s.") % {"ref": family_request.reference},
         },
     )
     purpose = ANSWERS[answer] or Purpose.RELAY
@@ -269,18 +269,19 @@ def record_answer(
         method=method,
         counterpart=contact,
         witness=witness,
-        request=http,
-        notice=NoticeText.current(purpose, request.language),
+        notice=NoticeText.current(purpose, family_request.language),
     )
-    request.contact = contact
+    family_request.contact = contact
     if answer == "decline":
-        request.stage, request.outcome, request.closed_at = (
+        family_request.stage, family_request.outcome, family_request.closed_at = (
             FamilyRequest.Stage.CLOSED,
             FamilyRequest.Outcome.DECLINED,
             timezone.now(),
         )
         # Nothing proposed earlier may still go out.
-        pending = request.disclosures.filter(released_at__isnull=True, cancelled_at__isnull=True)
+        pending = family_request.disclosures.filter(
+            released_at__isnull=True, cancelled_at__isnull=True
+        )
         for disclosure in pending:
             disclosure.cancelled_at = timezone.now()
             disclosure.save(update_fields=["cancelled_at"])
@@ -292,46 +293,41 @@ def record_answer(
                 method=method,
                 counterpart=contact,
                 witness=witness,
-                request=http,
             )
     elif answer == "relay":
-        first_time = request.stage != FamilyRequest.Stage.RELAY
-        request.stage = FamilyRequest.Stage.RELAY
+        first_time = family_request.stage != FamilyRequest.Stage.RELAY
+        family_request.stage = FamilyRequest.Stage.RELAY
         thread, _created = Thread.objects.get_or_create(case=case, contact=contact)
-        for followup in request.followups.all() if first_time else []:
+        for followup in family_request.followups.all() if first_time else []:
             Message(
                 thread=thread, direction=Message.Direction.FROM_CONTACT, body=followup.body
             ).save()
     else:
-        Disclosure(request=request, kind=answer, details=details, proposed_by=actor).save()
-    request.save(update_fields=["contact", "stage", "outcome", "closed_at"])
+        Disclosure(request=family_request, kind=answer, details=details, proposed_by=actor).save()
+    family_request.save(update_fields=["contact", "stage", "outcome", "closed_at"])
     audit.record(
         actor,
         "family.request.answered",
         case=case,
-        obj=request,
-        request=http,
+        obj=family_request,
         detail={"answer": answer},
     )
     return contact
 
 
 @transaction.atomic
-def disclosure_approve(*, actor, disclosure: Disclosure, http=None) -> None:
+def disclosure_approve(*, actor, disclosure: Disclosure) -> None:
     """The second person: a coordinator of the case's team, not the one who proposed it.
     Release is possible only after the cooling-off period."""
-    request = disclosure.request
-    if not access.is_coordinator_of(actor, request.case):
-        raise PermissionDenied
+    family_request = disclosure.request
+    _require(actor, family_request, "approve")
     if actor.pk == disclosure.proposed_by_id:
         raise ValidationError(_("A second person must approve: you proposed this disclosure."))
     if disclosure.approved_at or disclosure.cancelled_at:
         raise ValidationError(_("This disclosure was decided already."))
-    if request.stage == FamilyRequest.Stage.CLOSED:
+    if family_request.stage == FamilyRequest.Stage.CLOSED:
         raise ValidationError(_("This request is closed."))
-    if not access.can(actor, access.VIEW, request.case):
-        raise PermissionDenied  # a sealed case: only its named coordinators
-    require_consent(request.case, disclosure.kind, request.contact)
+    require_consent(family_request.case, disclosure.kind, family_request.contact)
     now = timezone.now()
     disclosure.approved_by, disclosure.approved_at = actor, now
     disclosure.release_after = now + datetime.timedelta(hours=settings.PASSAGE_COOLING_OFF_HOURS)
@@ -339,9 +335,8 @@ def disclosure_approve(*, actor, disclosure: Disclosure, http=None) -> None:
     audit.record(
         actor,
         "family.disclosure.approved",
-        case=request.case,
+        case=family_request.case,
         obj=disclosure,
-        request=http,
         detail={"kind": disclosure.kind},
     )
 
@@ -352,19 +347,19 @@ def disclosure_release(*, disclosure: Disclosure, actor=None) -> bool:
     the consent is gone. Idempotent (the daily job and a button both call it)."""
     from contacts.consent import ConsentRequired
 
-    request = disclosure.request
+    family_request = disclosure.request
     if disclosure.released_at or disclosure.cancelled_at or not disclosure.approved_at:
         return False
     if timezone.now() < disclosure.release_after:
         return False
     try:
-        if request.stage == FamilyRequest.Stage.CLOSED:
+        if family_request.stage == FamilyRequest.Stage.CLOSED:
             raise ConsentRequired("the request is closed")
-        require_consent(request.case, disclosure.kind, request.contact)
+        require_consent(family_request.case, disclosure.kind, family_request.contact)
     except ConsentRequired:
         disclosure.cancelled_at = timezone.now()
         disclosure.save(update_fields=["cancelled_at"])
-        audit.record(actor, "family.disclosure.cancelled", case=request.case, obj=disclosure)
+        audit.record(actor, "family.disclosure.cancelled", case=family_request.case, obj=disclosure)
         return False
     released = Disclosure.objects.filter(
         pk=disclosure.pk, released_at__isnull=True, cancelled_at__isnull=True
@@ -375,7 +370,7 @@ def disclosure_release(*, disclosure: Disclosure, actor=None) -> bool:
     audit.record(
         actor,
         "family.disclosure.released",
-        case=request.case,
+        case=family_request.case,
         obj=disclosure,
         detail={"kind": disclosure.kind},
     )

@@ -11,7 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch
 from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -20,17 +20,16 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.debug import sensitive_post_parameters
 
 from casework import access, audit
-from casework.models import Role, Team, User
+from casework.models import User
 from casework.responses import post_only, report_errors
 from contacts.consent import ConsentRequired
 from contacts.forms import witnesses_for
 from contacts.models import ConsentEvent, NoticeText, Purpose
 
 from . import services
+from .access import ANSWER_STAGES, OPEN_STAGES, get_request_for_user, requests_for_user
 from .models import Disclosure, FamilyRequest, MatchCandidate, ScreeningFlag
 
-OPEN_STAGES = [FamilyRequest.Stage.NEW, FamilyRequest.Stage.TRIAGE]
-ANSWER_STAGES = [FamilyRequest.Stage.HANDED, FamilyRequest.Stage.RELAY]
 # The notice read with the person for each answer (a decline is recorded against relay).
 ANSWER_PURPOSES = {
     "decline": Purpose.RELAY,
@@ -38,51 +37,6 @@ ANSWER_PURPOSES = {
     "share_contact": Purpose.SHARE_CONTACT,
     "meet": Purpose.MEET,
 }
-
-
-def requests_for_user(user):
-    """The one list of family requests a user may open.
-
-    - Coordinators: requests still in triage that matched no case; requests with a
-      candidate case in a team they lead; requests handed to a case of such a team.
-    - Caseworkers: requests handed to a case they work on.
-    - Administrators, auditors and superusers: none. Shredded requests: none.
-    """
-    if (
-        not access.works_on_cases(user)
-        or user.is_superuser
-        or user.has_role(Role.ADMINISTRATOR)
-        or user.has_role(Role.AUDITOR)
-    ):
-        return FamilyRequest.objects.none()
-    allowed = Q(pk__in=[])
-    if user.has_role(Role.COORDINATOR):
-        led = Team.objects.filter(coordinators=user).values("pk")
-        matched = MatchCandidate.objects.values("request_id")
-        allowed |= Q(stage__in=OPEN_STAGES) & ~Q(pk__in=matched)
-        allowed |= Q(pk__in=matched.filter(case__team__in=led))
-        allowed |= Q(case__team__in=led)
-    if user.has_role(Role.CASEWORKER):
-        allowed |= Q(case__in=access.cases_for_user(user, access.CHANGE).values("pk"))
-    return FamilyRequest.objects.filter(allowed, data_key__shredded_at__isnull=True)
-
-
-def get_request_for_user(request, request_pk) -> FamilyRequest:
-    try:
-        return (
-            requests_for_user(request.user)
-            .select_related("data_key", "case__data_key", "case__team")
-            .get(pk=request_pk)
-        )
-    except (FamilyRequest.DoesNotExist, ValidationError, ValueError):
-        raise Http404 from None
-
-
-def _works_on(user, fr) -> bool:
-    """The handed case's caseworkers and its team's coordinators."""
-    return fr.case is not None and (
-        access.can(user, access.CHANGE, fr.case) or access.is_coordinator_of(user, fr.case)
-    )
 
 
 class AnswerForm(forms.Form):
@@ -139,7 +93,7 @@ class AnswerForm(forms.Form):
 @login_required
 def triage(request):
     """Requests waiting for a coordinator, oldest first; no query per row."""
-    if not request.user.has_role(Role.COORDINATOR):
+    if not access.coordinates_teams(request.user):
         raise PermissionDenied
     waiting = (
         requests_for_user(request.user)
@@ -163,7 +117,6 @@ def triage(request):
         audit.record(
             request.user,
             "family.request.listed",
-            request=request,
             detail={"requests": [str(fr.pk) for fr in rows]},
         )
     return render(request, "families/staff/triage.html", {"page": page, "rows": rows})
@@ -180,19 +133,17 @@ def _candidates(user, fr):
     return [(c, c.case_id in visible) for c in candidates]
 
 
-def _disclosures(user, fr, case_visible):
+def _disclosures(user, fr):
     now = timezone.now()
     out = list(fr.disclosures.select_related("proposed_by", "approved_by").order_by("proposed_at"))
-    coordinates = fr.case is not None and access.is_coordinator_of(user, fr.case)
-    works = _works_on(user, fr)
     for d in out:
         d.request = fr  # its data key, already loaded
-        d.show_details = case_visible
+        d.show_details = fr.rights.case_visible
         decided = d.released_at or d.cancelled_at
-        d.can_approve = coordinates and not d.approved_at and not decided
+        d.can_approve = fr.rights.approve and not d.approved_at and not decided
         d.can_approve = d.can_approve and d.proposed_by_id != user.pk
         d.cooling = bool(d.approved_at and d.release_after > now)
-        d.can_release = works and bool(d.approved_at and not decided and not d.cooling)
+        d.can_release = fr.rights.release and bool(d.approved_at and not decided and not d.cooling)
     return out
 
 
@@ -202,25 +153,24 @@ def request_detail(request, request_pk):
     if request.method not in ("GET", "HEAD"):  # after the access check: outsiders see 404
         return HttpResponseNotAllowed(["GET"])
     user = request.user
-    coordinator = user.has_role(Role.COORDINATOR)
-    candidates = _candidates(user, fr)
-    case_visible = fr.case is not None and access.can(user, access.VIEW, fr.case)
+    rights = fr.rights
     followups = list(fr.followups.all())
     for f in followups:
         f.request = fr
-    flags = list(fr.flags.select_related("case__team", "other_request")) if coordinator else []
-    can_answer = fr.stage in ANSWER_STAGES and fr.case is not None
-    can_answer = can_answer and access.can(user, access.CHANGE, fr.case)
-    audit.record(user, "family.request.viewed", obj=fr, request=request)
+    flags = []
+    if rights.screening:
+        flags = list(fr.flags.select_related("case__team", "other_request"))
+    can_answer = rights.answer and fr.stage in ANSWER_STAGES
+    audit.record(user, "family.request.viewed", obj=fr)
     context = {
         "fr": fr,
         "flags": flags,
         "followups": followups,
-        "candidates": candidates,
-        "case_visible": case_visible,
-        "can_triage": coordinator and fr.stage == FamilyRequest.Stage.TRIAGE,
+        "candidates": _candidates(user, fr) if rights.triage else [],
+        "case_visible": rights.case_visible,
+        "can_triage": rights.triage and fr.stage == FamilyRequest.Stage.TRIAGE,
         "can_answer": can_answer,
-        "disclosures": _disclosures(user, fr, case_visible),
+        "disclosures": _disclosures(user, fr),
         "cooling_off_hours": settings.PASSAGE_COOLING_OFF_HOURS,
     }
     if can_answer:
@@ -238,7 +188,7 @@ def close(request, request_pk):
     fr = get_request_for_user(request, request_pk)
     if (refused := post_only(request)) is not None:
         return refused
-    if not request.user.has_role(Role.COORDINATOR):
+    if not fr.rights.triage:
         raise PermissionDenied
     outcomes = [FamilyRequest.Outcome.NO_MATCH]
     if fr.flags.exists():
@@ -249,7 +199,7 @@ def close(request, request_pk):
     elif outcome not in outcomes:
         messages.error(request, _("Choose one of the outcomes offered."))
     else:
-        services.triage_close(actor=request.user, request=fr, outcome=outcome, http=request)
+        services.triage_close(actor=request.user, family_request=fr, outcome=outcome)
         messages.success(request, _("Request %(ref)s closed.") % {"ref": fr.reference})
         return redirect("family_triage")
     return redirect("family_request", request_pk=fr.pk)
@@ -260,7 +210,7 @@ def hand_over(request, request_pk):
     fr = get_request_for_user(request, request_pk)
     if (refused := post_only(request)) is not None:
         return refused
-    if not request.user.has_role(Role.COORDINATOR):
+    if not fr.rights.triage:
         raise PermissionDenied
     try:
         candidate = fr.candidates.select_related("case__team").filter(
@@ -271,13 +221,11 @@ def hand_over(request, request_pk):
         candidate = None
     if fr.stage != FamilyRequest.Stage.TRIAGE:
         messages.error(request, _("This request is not waiting for triage."))
-    elif candidate is None or not access.can(request.user, access.VIEW, candidate.case):
+    elif candidate is None or not access.rights_of(request.user, candidate.case).coordinates:
         messages.error(request, _("Choose one of the candidate cases you can see."))
     else:
         try:
-            services.triage_hand_over(
-                actor=request.user, request=fr, case=candidate.case, http=request
-            )
+            services.triage_hand_over(actor=request.user, family_request=fr, case=candidate.case)
         except ValidationError as exc:
             report_errors(request, exc)
         else:
@@ -301,7 +249,7 @@ def answer(request, request_pk):
     fr = get_request_for_user(request, request_pk)
     if (refused := post_only(request)) is not None:
         return refused
-    if fr.case is None:
+    if not fr.rights.answer:
         raise PermissionDenied
     form = AnswerForm(request.POST, witnesses=witnesses_for(fr.case, request.user))
     if not form.is_valid():
@@ -315,12 +263,11 @@ def answer(request, request_pk):
         try:
             services.record_answer(
                 actor=request.user,
-                request=fr,
+                family_request=fr,
                 answer=data["answer"],
                 method=data["method"],
                 witness=data["witness"],
                 details=data["details"] if data["answer"] in ("share_contact", "meet") else "",
-                http=request,
             )
         except (ValidationError, ConsentRequired) as exc:
             report_errors(request, exc)
@@ -350,10 +297,10 @@ def disclosure_approve(request, disclosure_pk):
     fr, disclosure = _get_disclosure(request, disclosure_pk)
     if (refused := post_only(request)) is not None:
         return refused
-    if fr.case is None:
+    if not fr.rights.approve:
         raise PermissionDenied
     try:
-        services.disclosure_approve(actor=request.user, disclosure=disclosure, http=request)
+        services.disclosure_approve(actor=request.user, disclosure=disclosure)
     except (ValidationError, ConsentRequired) as exc:
         report_errors(request, exc)
     else:
@@ -370,7 +317,7 @@ def disclosure_release(request, disclosure_pk):
     fr, disclosure = _get_disclosure(request, disclosure_pk)
     if (refused := post_only(request)) is not None:
         return refused
-    if not _works_on(request.user, fr):
+    if not fr.rights.release:
         raise PermissionDenied
     if services.disclosure_release(disclosure=disclosure, actor=request.user):
         messages.success(request, _("Released: the family can read it on their status page."))

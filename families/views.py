@@ -130,7 +130,7 @@ def follow_up(request):
         return redirect("family_status")
     form = FollowUpForm(request.POST)
     if form.is_valid() and found.stage != FamilyRequest.Stage.CLOSED:
-        services.family_follow_up(request=found, body=form.cleaned_data["body"])
+        services.family_follow_up(family_request=found, body=form.cleaned_data["body"])
         messages.success(request, _("Your message was received. We pass it on only if they agree."))
     else:
         messages.error(request, _("Write your message (at most 5,000 characters)."))
@@ -148,7 +148,7 @@ def withdraw(request):
             request, _("Tick the box to confirm that you want to withdraw and delete your request.")
         )
         return redirect("family_status")
-    services.family_withdraw(request=found)
+    services.family_withdraw(family_request=found)
     request.session.pop(SESSION_KEY, None)
     return render(request, "families/withdrawn.html")
 

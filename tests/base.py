@@ -23,8 +23,8 @@ def make_user(username, role=None, *, device=True, **extra) -> User:
     return user
 
 
-def make_team(name="Team A", *, coordinators=(), members=()) -> Team:
-    team = Team.objects.create(name=name)
+def make_team(name="Team A", *, coordinators=(), members=(), family_triage=False) -> Team:
+    team = Team.objects.create(name=name, family_triage=family_triage)
     team.coordinators.add(*coordinators)
     team.members.add(*members)
     return team
@@ -84,7 +84,15 @@ class Personas:
         self.auditor = make_user("auditor", Role.AUDITOR)
         self.administrator = make_user("administrator", Role.ADMINISTRATOR)
         self.superuser = make_user("root", None, is_superuser=True, is_staff=True)
-        self.team = make_team("Team A", coordinators=[self.coordinator], members=[self.caseworker])
+        # A read-only caseworker of Team A: tests grant them "view" on a case.
+        self.reader = make_user("reader", Role.CASEWORKER, first_name="Rea")
+        # Team A triages unmatched family requests; Team B does not.
+        self.team = make_team(
+            "Team A",
+            coordinators=[self.coordinator],
+            members=[self.caseworker, self.reader],
+            family_triage=True,
+        )
         self.other_team = make_team(
             "Team B", coordinators=[self.other_coordinator], members=[self.other_caseworker]
         )

@@ -60,10 +60,24 @@ def test_replace_cannot_overwrite_an_event():
 
 @pytest.mark.django_db
 def test_ipv6_and_odd_detail_keys_keep_the_chain_valid(rf):
-    request = rf.get("/", REMOTE_ADDR="2001:DB8:0:0:0:0:0:1")
-    audit.record(None, "test.ipv6", request=request, detail={10: 1, 9: 2})
-    bad = rf.get("/", REMOTE_ADDR="1.2.3.4:5678")
-    audit.record(None, "test.port", request=bad)
-    assert AccessEvent.objects.get(action="test.ipv6").ip == "2001:db8::1"
+    from django.http import HttpResponse
+
+    def serve(remote_addr, action, **kwargs):
+        """A request through the middleware: its id and address reach the event."""
+
+        def view(request):
+            audit.record(None, action, **kwargs)
+            return HttpResponse()
+
+        response = audit.RequestIdMiddleware(view)(rf.get("/", REMOTE_ADDR=remote_addr))
+        return response["X-Request-ID"]
+
+    request_id = serve("2001:DB8:0:0:0:0:0:1", "test.ipv6", detail={10: 1, 9: 2})
+    serve("1.2.3.4:5678", "test.port")
+    event = AccessEvent.objects.get(action="test.ipv6")
+    assert (event.ip, event.request_id) == ("2001:db8::1", request_id)
     assert AccessEvent.objects.get(action="test.port").ip is None
-    assert audit.verify() == (2, None)
+    audit.record(None, "test.outside_a_request")  # a job: no request id, no address
+    outside = AccessEvent.objects.get(action="test.outside_a_request")
+    assert (outside.ip, outside.request_id) == (None, "")
+    assert audit.verify() == (3, None)

@@ -153,9 +153,9 @@ def test_home_shows_an_administrator_real_counts(personas):
     response = login_verified(Client(), personas.administrator).get(reverse("home"))
     staff = response.context["staff"]
     assert staff["teams"] == 2
-    assert staff["active_users"] == 8
+    assert staff["active_users"] == 9
     assert staff["without_second_factor"] == 1
-    assert dict((str(k), v) for k, v in staff["roles"])["Caseworker"] == 3
+    assert dict((str(k), v) for k, v in staff["roles"])["Caseworker"] == 4
 
 
 def test_admin_is_for_administrators_only(personas):

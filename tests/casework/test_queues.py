@@ -130,10 +130,10 @@ def test_assigning_someone_without_access_asks_for_a_grant_in_the_same_step(case
     refused = client.post(url, {"assignee": newcomer.pk}, follow=True)
     assert "cannot see the case yet" in refused.content.decode()
     assert Task.objects.get(pk=task.pk).assignee is None
-    assert not access.can(newcomer, access.VIEW, case)
+    assert not access.rights_of(newcomer, case).view
     client.post(url, {"assignee": newcomer.pk, "grant_access": "on"})
     assert Task.objects.get(pk=task.pk).assignee == newcomer
-    assert access.can(newcomer, access.CHANGE, case)
+    assert access.rights_of(newcomer, case).work
     granted = AccessEvent.objects.get(action="access.granted")
     assert granted.detail["user"] == str(newcomer.pk) and granted.actor == personas.coordinator
 
@@ -146,7 +146,7 @@ def test_a_caseworker_cannot_widen_access_by_assigning(case, personas):
         queues.task_assign(
             actor=personas.caseworker, tasks=[task], assignee=newcomer, grant_access=True
         )
-    assert not access.can(newcomer, access.VIEW, case)
+    assert not access.rights_of(newcomer, case).view
 
 
 def test_bulk_assignment_on_the_board(case, personas):

@@ -16,7 +16,7 @@ from contacts import services
 from contacts.consent import ConsentRequired, consent_state, require_consent
 from contacts.models import ConsentEvent, Message, NoticeText
 from contacts.tasks import consent_daily
-from tests.base import grant, login_verified, make_case, make_user
+from tests.base import grant, login_verified, make_case
 
 pytestmark = pytest.mark.django_db
 CANARY = "Ophelia Canaryfield"
@@ -280,8 +280,9 @@ def test_review_warnings_fire_in_latin_and_persian(case, personas, mother, body,
     message = services.message_submit(
         actor=personas.caseworker, case=case, contact=mother, direction="to_contact", body=body
     )
-    codes = {c for c, _text in services.review_warnings(case, message)}
-    assert code in codes, services.review_warnings(case, message)
+    grant(case, personas.caseworker, "whereabouts")
+    warnings = services.review_warnings(actor=personas.caseworker, case=case, message=message)
+    assert code in {c for c, _text in warnings}, warnings
 
 
 def test_a_plain_message_raises_no_warning(case, personas, mother):
@@ -306,7 +307,56 @@ def test_a_plain_message_raises_no_warning(case, personas, mother):
         direction="to_contact",
         body="I am well and think of you. سلام مادر",
     )
-    assert services.review_warnings(case, message) == []
+    grant(case, personas.caseworker, "whereabouts")
+    assert services.review_warnings(actor=personas.caseworker, case=case, message=message) == []
+
+
+def test_review_compares_with_whereabouts_only_for_a_reviewer_with_the_grant(
+    case, personas, mother
+):
+    """A reviewer without the whereabouts grant must not be able to test a city against
+    the whereabouts; with the grant, the comparison is a read, and is logged."""
+    case_services.whereabouts_save(
+        actor=personas.caseworker,
+        case=case,
+        data={
+            "country": "Norway",
+            "city": "Xylotown",
+            "address": "",
+            "phone": "",
+            "email": "",
+            "safe_contact": "",
+            "code_word": "",
+        },
+    )
+    record(case, personas.caseworker, "relay", counterpart=mother)
+    body = "I live in Xylotown now, call +47 412 34 567"
+    message = services.message_submit(
+        actor=personas.caseworker, case=case, contact=mother, direction="to_contact", body=body
+    )
+    client = login_verified(Client(), personas.caseworker)
+    url = reverse("review", args=[case.pk, message.pk])
+    reads = AccessEvent.objects.filter(action="whereabouts.viewed")
+
+    page = client.get(url).content.decode()
+    assert "A phone number" in page  # the pattern warnings stay
+    assert "A place from the whereabouts" not in page
+    warnings = services.review_warnings(actor=personas.caseworker, case=case, message=message)
+    assert {code for code, _text in warnings} == {"phone"}
+    assert reads.count() == 0
+
+    grant(case, personas.caseworker, "whereabouts")
+    page = client.get(url).content.decode()
+    assert "A place from the whereabouts" in page
+    assert reads.count() == 1
+    event = reads.get()
+    assert (event.actor, event.case_id, event.detail["purpose"]) == (
+        personas.caseworker,
+        case.pk,
+        "message_review",
+    )
+    warnings = services.review_warnings(actor=personas.caseworker, case=case, message=message)
+    assert ("place", "Xylotown") in warnings
 
 
 def test_recording_consent_through_the_pages_shows_the_notice(case, personas, mother):
@@ -426,8 +476,7 @@ def test_do_not_disclose_entries_are_indexed_not_stored_plain(case, personas):
 
 
 def test_contacts_pages_for_readers_and_workers(case, personas, mother):
-    reader = make_user("reader", "caseworker")
-    personas.team.members.add(reader)
+    reader = personas.reader
     grant(case, reader, "view")
     html = (
         login_verified(Client(), reader)

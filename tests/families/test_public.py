@@ -360,7 +360,7 @@ def test_a_withdrawn_request_still_counts_for_the_hunting_pattern():
         notice_sha256="n",
     )
     services.process(first)
-    services.family_withdraw(request=FamilyRequest.objects.get(pk=first.pk))
+    services.family_withdraw(family_request=FamilyRequest.objects.get(pk=first.pk))
     second, _ = services.request_submit(
         data={"requester_name": "Hunter Two", "sought_names": ["nima tombstone"], "message": "y"},
         language="en",
@@ -386,26 +386,26 @@ def test_declining_cancels_a_proposed_disclosure_and_the_family_sees_only_closed
     request = FamilyRequest.objects.get(reference=reference)
     services.process(request)
     request.refresh_from_db()
-    services.triage_hand_over(actor=personas.coordinator, request=request, case=case)
+    services.triage_hand_over(actor=personas.coordinator, family_request=request, case=case)
     request.refresh_from_db()
     with pytest.raises(ValidationError):
         services.record_answer(
             actor=personas.caseworker,
-            request=request,
+            family_request=request,
             answer="meet",
             method="in_person",
             details=" ",
         )
     services.record_answer(
         actor=personas.caseworker,
-        request=request,
+        family_request=request,
         answer="meet",
         method="in_person",
         details="Library, Monday 10:00",
     )
     request.refresh_from_db()
     services.record_answer(
-        actor=personas.caseworker, request=request, answer="decline", method="in_person"
+        actor=personas.caseworker, family_request=request, answer="decline", method="in_person"
     )
     disclosure = Disclosure.objects.get()
     assert disclosure.cancelled_at is not None
@@ -415,7 +415,7 @@ def test_declining_cancels_a_proposed_disclosure_and_the_family_sees_only_closed
     page = client.get("/contact/status/").content.decode()
     assert "Closed." in page and "Library" not in page
     with pytest.raises(ValidationError):
-        services.triage_hand_over(actor=personas.coordinator, request=request, case=case)
+        services.triage_hand_over(actor=personas.coordinator, family_request=request, case=case)
 
 
 def test_a_huge_form_encoded_body_gets_the_same_friendly_page():

@@ -13,12 +13,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from casework import services as case_services
-from casework.models import AccessEvent, Role, Task, TaskAim
+from casework.models import AccessEvent, Role, Task, TaskAim, Team
 from contacts import services as contact_services
 from contacts.models import ConsentEvent, Contact, Message, NoticeText, Thread
 from families import services, staff_urls
 from families.models import Disclosure, FamilyMessage, FamilyRequest, ScreeningFlag
-from tests.base import grant, login_verified, make_case, make_user
+from tests.base import grant, login_verified, make_case, make_team, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -155,14 +155,33 @@ def test_triage_shows_each_coordinator_only_their_requests(personas, matched):
     assert fr.reference in html and unmatched.reference in html and pending.reference in html
     assert elsewhere.reference not in html
     assert "screening pending" in html
+    # Oldest first.
+    assert (
+        html.index(fr.reference) < html.index(unmatched.reference) < html.index(pending.reference)
+    )
     assert CANARY_NAME not in html and CANARY_CITY not in html and REQUESTER_EMAIL not in html
 
+    # Team B does not triage family requests: it sees only the one that matched its case.
     html = login_verified(Client(), personas.other_coordinator).get(reverse("family_triage"))
     html = html.content.decode()
-    assert elsewhere.reference in html and unmatched.reference in html
+    assert elsewhere.reference in html
+    assert unmatched.reference not in html and pending.reference not in html
     assert fr.reference not in html
-    # Oldest first.
-    assert html.index(unmatched.reference) < html.index(elsewhere.reference)
+
+
+def test_a_coordinator_of_an_empty_team_opens_no_unmatched_request(personas):
+    """Need-to-know: unmatched requests (the requester's name, phone and e-mail, the
+    names sought) are for the coordinators of the teams designated for family triage."""
+    lonely = make_user("lonely", Role.COORDINATOR)
+    make_team("Empty team", coordinators=[lonely])
+    unmatched, _ = submit(["Nobody Knownhere"])
+    client = login_verified(Client(), lonely)
+    assert REQUESTER_EMAIL not in client.get(reverse("family_triage")).content.decode()
+    assert client.get(reverse("family_request", args=[unmatched.pk])).status_code == 404
+    assert client.post(reverse("family_close", args=[unmatched.pk])).status_code == 404
+    # Designating the team for triage opens it, at once.
+    Team.objects.filter(name="Empty team").update(family_triage=True)
+    assert client.get(reverse("family_request", args=[unmatched.pk])).status_code == 200
 
 
 def test_triage_is_for_coordinators_only(personas, matched):
@@ -182,7 +201,7 @@ def test_triage_leaves_out_handed_and_closed_requests(personas, case, matched):
     fr, _ = matched
     hand_over(personas, fr, case)
     closed, _ = submit(["Nobody Knownhere"])
-    services.triage_close(actor=personas.coordinator, request=closed)
+    services.triage_close(actor=personas.coordinator, family_request=closed)
     html = login_verified(Client(), personas.coordinator).get(reverse("family_triage"))
     html = html.content.decode()
     assert fr.reference not in html and closed.reference not in html
@@ -367,7 +386,7 @@ def test_decline_closes_and_reads_to_the_family_exactly_like_no_match(personas, 
 
 def test_relay_opens_a_thread_and_family_follow_ups_wait_for_review(personas, case, matched):
     fr, secret = matched
-    services.family_follow_up(request=fr, body="Before the answer.")
+    services.family_follow_up(family_request=fr, body="Before the answer.")
     fr = hand_over(personas, fr, case)
     client = login_verified(Client(), personas.caseworker)
     response = answer(client, fr, "relay")
@@ -382,7 +401,7 @@ def test_relay_opens_a_thread_and_family_follow_ups_wait_for_review(personas, ca
     assert reverse("thread", args=[case.pk, contact.pk]) in html
     assert CANARY_CITY not in html and REQUESTER_EMAIL not in html
 
-    services.family_follow_up(request=fr, body="After the answer.")
+    services.family_follow_up(family_request=fr, body="After the answer.")
     pending = Message.objects.filter(thread=thread, status=Message.Status.PENDING)
     assert pending.count() == 2
     assert {m.body for m in pending.select_related("thread__case__data_key")} == {
@@ -582,7 +601,7 @@ def test_no_such_request_looks_the_same(personas, handed):
 
 def test_shredded_request_is_gone(personas, matched):
     fr, _ = matched
-    services.family_withdraw(request=fr)
+    services.family_withdraw(family_request=fr)
     client = login_verified(Client(), personas.coordinator)
     assert client.get(reverse("family_request", args=[fr.pk])).status_code == 404
     assert fr.reference not in client.get(reverse("family_triage")).content.decode()

@@ -49,6 +49,7 @@ DEMO_TEAMS = [
 ]
 
 REFUGE, RESETTLEMENT, REUNIFICATION = (team for team, _c, _m in DEMO_TEAMS)
+FAMILY_TRIAGE = REUNIFICATION  # the team designated for unmatched family requests
 
 
 def person(legal_name, *, other_names=(), **fields) -> dict:
@@ -638,6 +639,10 @@ class Command(BaseCommand):
             teams = {}
             for name, coordinators, members in DEMO_TEAMS:
                 team, _ = Team.objects.get_or_create(name=name)
+                if name == FAMILY_TRIAGE and not team.family_triage:
+                    # Unmatched family requests go to this team's coordinators.
+                    team.family_triage = True
+                    team.save(update_fields=["family_triage"])
                 team.coordinators.add(*(users[u] for u in coordinators))
                 team.members.add(*(users[u] for u in members))
                 teams[name] = team
@@ -832,20 +837,20 @@ class Command(BaseCommand):
         then = spec["then"]
         if then == "close":
             family_services.triage_close(
-                actor=coordinator, request=request, outcome=FamilyRequest.Outcome.NO_MATCH
+                actor=coordinator, family_request=request, outcome=FamilyRequest.Outcome.NO_MATCH
             )
         elif then in ("hand_over", "relay"):
             case = cases[spec["case"]]
-            family_services.triage_hand_over(actor=coordinator, request=request, case=case)
+            family_services.triage_hand_over(actor=coordinator, family_request=request, case=case)
         if then == "relay":
             case_spec = next(s for s in DEMO_CASES if s["person"]["legal_name"] == spec["case"])
             family_services.record_answer(
                 actor=self.caseworker(case_spec, users),
-                request=request,
+                family_request=request,
                 answer="relay",
                 method=ConsentEvent.Method.IN_PERSON,
             )
-            family_services.family_follow_up(request=request, body=spec["follow_up"])
+            family_services.family_follow_up(family_request=request, body=spec["follow_up"])
         return request, secret
 
     def caseworker(self, spec, users) -> User:
