@@ -1,7 +1,5 @@
 """Task queues: my queue, the team queue, the coordinator's board, a task's page."""
 
-import datetime
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -198,7 +196,7 @@ def board(request):
     filters = BoardFilterForm(request.GET or None)
     tasks = queues.board_tasks(request.user)
     if filters.is_valid():
-        tasks = _filter_board(tasks, filters.cleaned_data)
+        tasks = queues.board_filter(tasks, **filters.cleaned_data)
     tasks = list(tasks[:1000])
     groups = queues.board_summary(tasks)
     _record_listing(request, tasks, "board")
@@ -213,25 +211,6 @@ def board(request):
             "total": len(tasks),
         },
     )
-
-
-def _filter_board(tasks, data):
-    today = timezone.localdate()
-    week = today + datetime.timedelta(days=7)
-    if data["aim"]:
-        tasks = tasks.filter(aim=data["aim"])
-    if data["priority"] is not None:
-        tasks = tasks.filter(priority=data["priority"])
-    due = data["due"]
-    if due == "overdue":
-        tasks = tasks.filter(due_on__lt=today)
-    elif due == "week":
-        tasks = tasks.filter(due_on__gte=today, due_on__lte=week)
-    elif due == "later":
-        tasks = tasks.filter(due_on__gt=week)
-    elif due == "none":
-        tasks = tasks.filter(due_on__isnull=True)
-    return tasks
 
 
 @require_POST

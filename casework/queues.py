@@ -81,6 +81,25 @@ def board_tasks(coordinator):
     )
 
 
+def board_filter(tasks, *, aim=None, priority=None, due=None):
+    """Narrow the board by aim, priority and due-date window."""
+    today = timezone.localdate()
+    week = today + datetime.timedelta(days=7)
+    if aim:
+        tasks = tasks.filter(aim=aim)
+    if priority is not None:
+        tasks = tasks.filter(priority=priority)
+    if due == "overdue":
+        tasks = tasks.filter(due_on__lt=today)
+    elif due == "week":
+        tasks = tasks.filter(due_on__gte=today, due_on__lte=week)
+    elif due == "later":
+        tasks = tasks.filter(due_on__gt=week)
+    elif due == "none":
+        tasks = tasks.filter(due_on__isnull=True)
+    return tasks
+
+
 def assignable_users(task_or_case):
     """Caseworkers of the case's team: the only people a task can go to."""
     case = task_or_case.case if isinstance(task_or_case, Task) else task_or_case

@@ -78,6 +78,9 @@ INSTALLED_APPS = [
     "casework",
     "contacts",
     "families",
+    # Always installed, production too: it has no models, migrations or URLs, only
+    # management commands, and seed_demo and totp_code refuse to run without DEBUG.
+    "tooling",
 ]
 if TESTING:
     INSTALLED_APPS += ["tests.vaulttest"]  # sample models for the vault's own tests

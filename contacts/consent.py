@@ -7,14 +7,30 @@ one contact says nothing about another.
 
 from dataclasses import dataclass
 
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .models import NAMED_PURPOSES, ConsentEvent, Purpose
+from .models import NAMED_PURPOSES, ConsentEvent, NoticeText, Purpose
 
 
 class ConsentRequired(Exception):
     """A disclosure was refused: the message says which consent is missing, and why."""
+
+
+class NoticeChanged(ValidationError):
+    def __init__(self):
+        super().__init__(_("The notice text changed meanwhile. Read the new text with the person."))
+
+
+def notice_read(purpose: str, language: str, shown_id) -> NoticeText:
+    """The notice that was read with the person, if it is still the current text for
+    this purpose and language; a consent recorded against an older text would not say
+    what the person agreed to, so a changed notice refuses (NoticeChanged)."""
+    notice = NoticeText.current(purpose, language)
+    if notice is None or str(notice.pk) != str(shown_id or ""):
+        raise NoticeChanged()
+    return notice
 
 
 @dataclass(frozen=True)

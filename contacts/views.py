@@ -125,32 +125,29 @@ def consent_record(request, pk):
     witnesses = witnesses_for(case, request.user)
     form = ConsentRecordForm(request.POST or None, request.FILES or None, witnesses=witnesses)
     if request.method == "POST" and form.is_valid():
-        if str(notice.pk) != request.POST.get("notice"):
-            messages.error(
-                request, _("The notice text changed meanwhile. Read the new text with the person.")
+        data = form.cleaned_data
+        try:
+            services.consent_record(
+                actor=request.user,
+                case=case,
+                purpose=chosen["purpose"],
+                decision=data["decision"],
+                method=data["method"],
+                subject=chosen["subject"],
+                counterpart=chosen["counterpart"],
+                notice=consent.notice_read(
+                    chosen["purpose"], chosen["language"], request.POST.get("notice")
+                ),
+                witness=data["witness"],
+                expires_on=data["expires_on"],
+                scan=data["scan"],
+                remarks=data["remarks"],
             )
+        except ValidationError as exc:
+            form.add_error(None, exc)
         else:
-            data = form.cleaned_data
-            try:
-                services.consent_record(
-                    actor=request.user,
-                    case=case,
-                    purpose=chosen["purpose"],
-                    decision=data["decision"],
-                    method=data["method"],
-                    subject=chosen["subject"],
-                    counterpart=chosen["counterpart"],
-                    notice=notice,
-                    witness=data["witness"],
-                    expires_on=data["expires_on"],
-                    scan=data["scan"],
-                    remarks=data["remarks"],
-                )
-            except ValidationError as exc:
-                form.add_error(None, exc)
-            else:
-                messages.success(request, _("Consent recorded."))
-                return redirect("consent", pk=case.pk)
+            messages.success(request, _("Consent recorded."))
+            return redirect("consent", pk=case.pk)
     if request.method == "GET":  # the page names the contacts chosen: case content
         audit.record(
             request.user,

@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 from casework import access, audit, queues, vault
 from casework.models import Priority, TaskAim
 from contacts import services as contact_services
-from contacts.consent import require_consent
+from contacts.consent import notice_read, require_consent
 from contacts.models import ConsentEvent, Message, NoticeText, Purpose, Thread
 
 from . import access as family_access
@@ -212,8 +212,9 @@ def triage_hand_over(*, actor, family_request: FamilyRequest, case):
     return task
 
 
-ANSWERS = {
-    "decline": None,
+# The notice read with the person for each answer (a decline is recorded against relay).
+ANSWER_PURPOSES = {
+    "decline": Purpose.RELAY,
     "relay": Purpose.RELAY,
     "share_contact": Purpose.SHARE_CONTACT,
     "meet": Purpose.MEET,
@@ -229,6 +230,7 @@ def record_answer(
     method: str,
     witness=None,
     details: str = "",
+    notice_shown=None,
 ):
     """The person's answer, recorded in the consent ledger towards the requester (a new
     contact on the case). Decline closes neutrally; relay opens a reviewed thread;
@@ -237,7 +239,7 @@ def record_answer(
     _require(actor, family_request, "answer")
     if family_request.stage not in (FamilyRequest.Stage.HANDED, FamilyRequest.Stage.RELAY):
         raise ValidationError(_("This request is not waiting for an answer."))
-    if answer not in ANSWERS:
+    if answer not in ANSWER_PURPOSES:
         raise ValidationError(_("Choose one of the answers."))
     if answer in ("share_contact", "meet") and not details.strip():
         raise ValidationError(
@@ -257,7 +259,14 @@ def record_answer(
             "notes": _("From family request %(ref)s.") % {"ref": family_request.reference},
         },
     )
-    purpose = ANSWERS[answer] or Purpose.RELAY
+    purpose = ANSWER_PURPOSES[answer]
+    # The notice read with the person must still be the current text (None: the
+    # current text, for callers that show none, such as the demo data).
+    notice = (
+        NoticeText.current(purpose, family_request.language)
+        if notice_shown is None
+        else notice_read(purpose, family_request.language, notice_shown)
+    )
     decision = (
         ConsentEvent.Decision.DECLINED if answer == "decline" else ConsentEvent.Decision.GRANTED
     )
@@ -269,7 +278,7 @@ def record_answer(
         method=method,
         counterpart=contact,
         witness=witness,
-        notice=NoticeText.current(purpose, family_request.language),
+        notice=notice,
     )
     family_request.contact = contact
     if answer == "decline":

@@ -14,7 +14,6 @@ from django.core.paginator import Paginator
 from django.db.models import Prefetch
 from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.debug import sensitive_post_parameters
@@ -26,17 +25,9 @@ from contacts.consent import ConsentRequired
 from contacts.forms import witnesses_for
 from contacts.models import ConsentEvent, NoticeText, Purpose
 
-from . import services
+from . import selectors, services
 from .access import ANSWER_STAGES, OPEN_STAGES, get_request_for_user, requests_for_user
 from .models import Disclosure, FamilyRequest, MatchCandidate, ScreeningFlag
-
-# The notice read with the person for each answer (a decline is recorded against relay).
-ANSWER_PURPOSES = {
-    "decline": Purpose.RELAY,
-    "relay": Purpose.RELAY,
-    "share_contact": Purpose.SHARE_CONTACT,
-    "meet": Purpose.MEET,
-}
 
 
 class AnswerForm(forms.Form):
@@ -122,31 +113,6 @@ def triage(request):
     return render(request, "families/staff/triage.html", {"page": page, "rows": rows})
 
 
-def _candidates(user, fr):
-    """(candidate, visible) pairs; the visible cases come from one query."""
-    candidates = list(fr.candidates.select_related("case__data_key", "case__team"))
-    visible = set(
-        access.cases_for_user(user)
-        .filter(pk__in=[c.case_id for c in candidates])
-        .values_list("pk", flat=True)
-    )
-    return [(c, c.case_id in visible) for c in candidates]
-
-
-def _disclosures(user, fr):
-    now = timezone.now()
-    out = list(fr.disclosures.select_related("proposed_by", "approved_by").order_by("proposed_at"))
-    for d in out:
-        d.request = fr  # its data key, already loaded
-        d.show_details = fr.rights.case_visible
-        decided = d.released_at or d.cancelled_at
-        d.can_approve = fr.rights.approve and not d.approved_at and not decided
-        d.can_approve = d.can_approve and d.proposed_by_id != user.pk
-        d.cooling = bool(d.approved_at and d.release_after > now)
-        d.can_release = fr.rights.release and bool(d.approved_at and not decided and not d.cooling)
-    return out
-
-
 @login_required
 def request_detail(request, request_pk):
     fr = get_request_for_user(request, request_pk)
@@ -166,11 +132,11 @@ def request_detail(request, request_pk):
         "fr": fr,
         "flags": flags,
         "followups": followups,
-        "candidates": _candidates(user, fr) if rights.triage else [],
+        "candidates": selectors.candidates_for(user, fr) if rights.triage else [],
         "case_visible": rights.case_visible,
         "can_triage": rights.triage and fr.stage == FamilyRequest.Stage.TRIAGE,
         "can_answer": can_answer,
-        "disclosures": _disclosures(user, fr),
+        "disclosures": selectors.disclosures_for(user, fr),
         "cooling_off_hours": settings.PASSAGE_COOLING_OFF_HOURS,
     }
     if can_answer:
@@ -178,7 +144,7 @@ def request_detail(request, request_pk):
         context["notices"] = [
             (value, label, NoticeText.current(value, fr.language))
             for value, label in Purpose.choices
-            if value in set(ANSWER_PURPOSES.values())
+            if value in set(services.ANSWER_PURPOSES.values())
         ]
     return render(request, "families/staff/request.html", context)
 
@@ -237,12 +203,6 @@ def hand_over(request, request_pk):
     return redirect("family_request", request_pk=fr.pk)
 
 
-def _notice_still_shown(request, fr, answer) -> bool:
-    purpose = ANSWER_PURPOSES[answer]
-    notice = NoticeText.current(purpose, fr.language)
-    return notice is not None and str(notice.pk) == request.POST.get(f"notice_{purpose}")
-
-
 @sensitive_post_parameters("details")
 @login_required
 def answer(request, request_pk):
@@ -254,12 +214,9 @@ def answer(request, request_pk):
     form = AnswerForm(request.POST, witnesses=witnesses_for(fr.case, request.user))
     if not form.is_valid():
         report_errors(request, form)
-    elif not _notice_still_shown(request, fr, form.cleaned_data["answer"]):
-        messages.error(
-            request, _("The notice text changed meanwhile. Read the new text with the person.")
-        )
     else:
         data = form.cleaned_data
+        purpose = services.ANSWER_PURPOSES[data["answer"]]
         try:
             services.record_answer(
                 actor=request.user,
@@ -268,6 +225,7 @@ def answer(request, request_pk):
                 method=data["method"],
                 witness=data["witness"],
                 details=data["details"] if data["answer"] in ("share_contact", "meet") else "",
+                notice_shown=request.POST.get(f"notice_{purpose}", ""),
             )
         except (ValidationError, ConsentRequired) as exc:
             report_errors(request, exc)

@@ -3,6 +3,7 @@ import threading
 
 import pytest
 from django.core import mail
+from django.core.exceptions import PermissionDenied
 from django.db import connection, connections
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -316,6 +317,36 @@ def test_a_sealed_case_keeps_its_tasks_off_the_board_and_team_queue(case, person
     outsider = make_user("cw-team", "caseworker")
     personas.team.members.add(outsider)
     assert not queues.team_queue(outsider).exists()
+
+
+def test_a_coordinator_not_named_on_a_sealed_case_cannot_reassign_its_tasks(case, personas):
+    """Found from outside: the board's bulk assignment took tasks by team and reassigned
+    a sealed case's tasks for a coordinator who gets 404 on them. The board now assigns
+    only the tasks it shows, with the same rights."""
+    from casework import services as case_services
+
+    task = new_task(case, personas.coordinator, "sealed-secret-title")
+    second = make_user("coordinator9", "coordinator")
+    personas.team.coordinators.add(second)
+    case_services.case_seal(actor=personas.coordinator, case=case, sealed=True)
+    client = login_verified(Client(), second)
+    assert client.get(reverse("task_detail", args=[task.pk])).status_code == 404
+    bulk = client.post(
+        reverse("board_assign"), {"tasks": [task.pk], "assignee": personas.caseworker.pk}
+    )
+    assert bulk.status_code == 302
+    single = client.post(
+        reverse("task_assign", args=[task.pk]), {"assignee": personas.caseworker.pk}
+    )
+    assert single.status_code == 404
+    assert Task.objects.get(pk=task.pk).assignee is None
+    assert not AccessEvent.objects.filter(action="task.assigned").exists()
+    with pytest.raises(PermissionDenied):  # the service refuses it too
+        queues.task_assign(actor=second, tasks=[task], assignee=personas.caseworker)
+    # The coordinator named on it (by sealing) still can.
+    named = login_verified(Client(), personas.coordinator)
+    named.post(reverse("board_assign"), {"tasks": [task.pk], "assignee": personas.caseworker.pk})
+    assert Task.objects.get(pk=task.pk).assignee == personas.caseworker
 
 
 def test_reading_a_queue_is_logged(case, personas):

@@ -624,3 +624,22 @@ def test_anonymous_visitors_go_to_the_login_page(handed):
         for method in (client.get, client.post):
             response = method(url)
             assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_the_case_page_lists_only_requests_the_viewer_may_open(personas, case, matched):
+    """Found from outside: a read-only caseworker saw a request's reference on the case
+    page, then got 404 opening it. The panel comes from the families rules now."""
+    fr = hand_over(personas, matched[0], case)
+    grant(case, personas.reader, "view")
+    case_url = reverse("case_detail", args=[case.pk])
+    request_url = reverse("family_request", args=[fr.pk])
+    for user, opens in [
+        (personas.caseworker, True),
+        (personas.coordinator, True),
+        (personas.reader, False),
+    ]:
+        client = login_verified(Client(), user)
+        page = client.get(case_url).content.decode()
+        assert (f'href="{request_url}"' in page) is opens, user.username
+        assert ('id="family-requests"' in page) is opens, user.username
+        assert client.get(request_url).status_code == (200 if opens else 404), user.username

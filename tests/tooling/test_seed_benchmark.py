@@ -11,12 +11,6 @@ from django.test import Client
 
 from casework import queues
 from casework.access import cases_for_user
-from casework.management.commands.seed_demo import (
-    DEMO_CASES,
-    DEMO_CHECKLISTS,
-    DEMO_REQUESTS,
-    DEMO_TASKS,
-)
 from casework.models import (
     AccessEvent,
     Case,
@@ -34,6 +28,12 @@ from contacts.models import ConsentEvent, Message, NoticeText
 from families.matching import tracing_consented
 from families.models import FamilyRequest, MatchCandidate
 from tests.base import login_verified, run_benchmark
+from tooling.management.commands.seed_demo import (
+    DEMO_CASES,
+    DEMO_CHECKLISTS,
+    DEMO_REQUESTS,
+    DEMO_TASKS,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 

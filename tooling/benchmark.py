@@ -30,8 +30,8 @@ from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from . import vault
-from .models import (
+from casework import vault
+from casework.models import (
     ACTIVE_STATUSES,
     Aim,
     CaseUserObjectPermission,
@@ -191,7 +191,7 @@ def _measure_field(report, label, field, value, dek, n):
 
 
 def _rewrap_rate(report, n):
-    from .models import DataKey
+    from casework.models import DataKey
 
     DataKey.objects.bulk_create(
         DataKey(purpose="benchmark-rewrap", owner_id=owner, kek_id=kek, wrapped=wrapped)
@@ -224,7 +224,7 @@ def _rewrap_rate(report, n):
 
 
 def _index_against_scan(report, n):
-    from .models import BlindIndexEntry, DataKey
+    from casework.models import BlindIndexEntry, DataKey
 
     with connection.schema_editor() as editor:
         editor.create_model(BenchName)
@@ -480,7 +480,7 @@ def _load_encrypted_cases(cases, team, *, indexed=False, keep=None) -> float:
     bulk_create skips save(), so the reference is set here, and the blind-index entries
     ("case.names") are written only if `indexed`: the case pages do not read them.
     The saved rows, each with its data key attached, are appended to `keep` if given."""
-    from .models import BlindIndexEntry, Case, DataKey
+    from casework.models import BlindIndexEntry, Case, DataKey
 
     index = Case.blind_indexes[0]
     key = index.key()
@@ -749,11 +749,10 @@ def _matching(report, n, repeat):
     2. For each request: submit it (not timed), time process(), count what it did.
     3. The baseline: decrypt every case and compare normalised names, once.
     """
+    from casework.models import Case
     from contacts.models import ConsentEvent, Purpose
     from families import matching, services
     from families.models import MatchCandidate
-
-    from .models import Case
 
     team = Team.objects.create(name="Benchmark families team")
     # Own references: the `cases` section's rows may be in the same database.
@@ -920,7 +919,7 @@ PLAIN_BOARD = """<h2>{{ total }} open tasks</h2>
 
 def plain_my_queue(request, user_id):
     """What my queue costs in plain Django: one person's open rows in queue order, a page."""
-    from .queues import queue_order
+    from casework.queues import queue_order
 
     tasks = queue_order(
         PlainTask.objects.filter(assignee_id=user_id, status__in=ACTIVE_STATUSES).select_related(
@@ -940,7 +939,7 @@ def plain_my_queue(request, user_id):
 def plain_board(request, team_id):
     """What the board costs in plain Django: a team's open rows grouped by assignee, and
     the people to assign them to."""
-    from .queues import board_summary, queue_order
+    from casework.queues import board_summary, queue_order
 
     tasks = queue_order(
         PlainTask.objects.filter(team_id=team_id, status__in=ACTIVE_STATUSES).select_related(
@@ -1128,7 +1127,7 @@ def queues_section(report, *, quick=False, **_options):
 def _load_encrypted_tasks(tasks, case_rows, team, creator) -> float:
     """Bulk insert; pre_save encrypts title and details under each case's data key (the
     case rows carry theirs, unwrapped once per case)."""
-    from .models import Task
+    from casework.models import Task
 
     start = time.perf_counter()
     Task.objects.bulk_create(

@@ -201,7 +201,7 @@ class Command(BaseCommand):
                     record("family", t, f"{type(exc).__name__} {exc}")
 
         def staff(user):
-            from casework.management.commands.totp_code import current_code
+            from tooling.management.commands.totp_code import current_code
 
             s = Session(base)
             t = time.monotonic()

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
-from casework import benchmark
+from tooling import benchmark
 
 
 class Command(BaseCommand):

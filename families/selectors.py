@@ -1,0 +1,32 @@
+"""What the family-request pages show, each row with what the viewer may do with it."""
+
+from django.utils import timezone
+
+from casework import access
+
+
+def candidates_for(user, fr) -> list:
+    """(candidate, visible) pairs; the visible cases come from one query."""
+    candidates = list(fr.candidates.select_related("case__data_key", "case__team"))
+    visible = set(
+        access.cases_for_user(user)
+        .filter(pk__in=[c.case_id for c in candidates])
+        .values_list("pk", flat=True)
+    )
+    return [(c, c.case_id in visible) for c in candidates]
+
+
+def disclosures_for(user, fr) -> list:
+    """The request's disclosures, each marked with what this user may do with it: approve
+    (a coordinator of the case who did not propose it), release (after the cooling-off)."""
+    now = timezone.now()
+    out = list(fr.disclosures.select_related("proposed_by", "approved_by").order_by("proposed_at"))
+    for d in out:
+        d.request = fr  # its data key, already loaded
+        d.show_details = fr.rights.case_visible
+        decided = d.released_at or d.cancelled_at
+        d.can_approve = fr.rights.approve and not d.approved_at and not decided
+        d.can_approve = d.can_approve and d.proposed_by_id != user.pk
+        d.cooling = bool(d.approved_at and d.release_after > now)
+        d.can_release = fr.rights.release and bool(d.approved_at and not decided and not d.cooling)
+    return out
