@@ -306,7 +306,7 @@ def caseworker_digest(user, today) -> dict:
 def coordinator_digest(user, today) -> dict:
     from django.db.models import Count
 
-    tasks = Task.objects.filter(team__coordinators=user, status__in=ACTIVE_STATUSES)
+    tasks = Task.objects.filter(team__in=access.led_teams(user), status__in=ACTIVE_STATUSES)
     overdue = (
         tasks.filter(due_on__lt=today, assignee__isnull=False)
         .values("assignee__username")

@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 from django.views.i18n import set_language as django_set_language
 
+from . import access
 from .models import Role, Team, User
 from .security import public
 
@@ -17,8 +18,7 @@ from .security import public
 @login_required
 def home(request):
     user = request.user
-    teams = Team.objects.filter(Q(members=user) | Q(coordinators=user)).distinct()
-    teams = teams.annotate(
+    teams = access.teams_of(user).annotate(
         n_members=Count("members", distinct=True),
         n_coordinators=Count("coordinators", distinct=True),
     ).prefetch_related("coordinators")

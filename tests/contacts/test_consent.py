@@ -23,6 +23,13 @@ CANARY = "Ophelia Canaryfield"
 TODAY = timezone.localdate()
 
 
+def live_at(case, actor, *, address=""):
+    """Whereabouts in Norway, in the city of Xylotown (the places review warns about)."""
+    fields = {"phone": "", "email": "", "safe_contact": "", "code_word": ""}
+    data = {"country": "Norway", "city": "Xylotown", "address": address, **fields}
+    case_services.whereabouts_save(actor=actor, case=case, data=data)
+
+
 @pytest.fixture
 def case(personas):
     c = make_case(personas.team, actor=personas.coordinator, name=CANARY)
@@ -263,19 +270,7 @@ def test_review_decisions_need_a_reason_to_return_or_block(case, personas, mothe
     ],
 )
 def test_review_warnings_fire_in_latin_and_persian(case, personas, mother, body, code):
-    case_services.whereabouts_save(
-        actor=personas.caseworker,
-        case=case,
-        data={
-            "country": "Norway",
-            "city": "Xylotown",
-            "address": "تبریز، خیابان امام",
-            "phone": "",
-            "email": "",
-            "safe_contact": "",
-            "code_word": "",
-        },
-    )
+    live_at(case, personas.caseworker, address="تبریز، خیابان امام")
     record(case, personas.caseworker, "relay", counterpart=mother)
     message = services.message_submit(
         actor=personas.caseworker, case=case, contact=mother, direction="to_contact", body=body
@@ -286,19 +281,7 @@ def test_review_warnings_fire_in_latin_and_persian(case, personas, mother, body,
 
 
 def test_a_plain_message_raises_no_warning(case, personas, mother):
-    case_services.whereabouts_save(
-        actor=personas.caseworker,
-        case=case,
-        data={
-            "country": "Norway",
-            "city": "Xylotown",
-            "address": "",
-            "phone": "",
-            "email": "",
-            "safe_contact": "",
-            "code_word": "",
-        },
-    )
+    live_at(case, personas.caseworker)
     record(case, personas.caseworker, "relay", counterpart=mother)
     message = services.message_submit(
         actor=personas.caseworker,
@@ -316,19 +299,7 @@ def test_review_compares_with_whereabouts_only_for_a_reviewer_with_the_grant(
 ):
     """A reviewer without the whereabouts grant must not be able to test a city against
     the whereabouts; with the grant, the comparison is a read, and is logged."""
-    case_services.whereabouts_save(
-        actor=personas.caseworker,
-        case=case,
-        data={
-            "country": "Norway",
-            "city": "Xylotown",
-            "address": "",
-            "phone": "",
-            "email": "",
-            "safe_contact": "",
-            "code_word": "",
-        },
-    )
+    live_at(case, personas.caseworker)
     record(case, personas.caseworker, "relay", counterpart=mother)
     body = "I live in Xylotown now, call +47 412 34 567"
     message = services.message_submit(
