@@ -97,6 +97,15 @@ class Personas:
             "Team B", coordinators=[self.other_coordinator], members=[self.other_caseworker]
         )
 
+    # The anonymous visitor: no account, no session (the family, or anyone on the internet).
+    anonymous = None
+
+    def client(self, persona):
+        """A test client logged in (both factors) as the persona; anonymous for None."""
+        from django.test import Client
+
+        return Client() if persona is None else login_verified(Client(), persona)
+
     def outsiders(self):
         """Staff with no access to a Team A case that only `caseworker` is named on."""
         return [
