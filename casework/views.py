@@ -86,7 +86,7 @@ def _cache_ok() -> bool:
 def _broker_ok() -> bool:
     if settings.CELERY_TASK_ALWAYS_EAGER or not settings.CELERY_BROKER_URL:
         return True
-    from config.celery import app
+    from celery import current_app as app  # the project's app (config wires it)
 
     try:
         with app.connection_for_write() as conn:
