@@ -26,7 +26,7 @@ The rules:
 
 from dataclasses import dataclass, fields
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import BooleanField, Q, Value, When
 from django.db.models import Case as SqlCase
 from django.http import Http404
@@ -193,18 +193,25 @@ def cases_for_user(user, perm: str = VIEW):
 
 
 def get_case_for_user(request, pk, perm: str = VIEW) -> Case:
-    """The case, if the user has `perm` on it, with `case.rights`; else 404. One query."""
+    """The case with `case.rights`, in one query.
+
+    No such case and a case the user may not see are the same 404; a case the user may
+    see but not do `perm` on (a read-only grant asked to edit, whereabouts without
+    their grant) is 403, which tells them nothing they do not know.
+    """
     user = request.user
     rules = case_rules(user)
     try:
         case = (
-            annotate_rules(Case.objects.filter(rules[PERM_RIGHT[perm]]), rules)
+            annotate_rules(Case.objects.filter(rules["view"]), rules)
             .select_related("data_key", "team")
             .get(pk=pk)
         )
     except (Case.DoesNotExist, ValidationError, ValueError):
         raise Http404 from None
-    _attach(case, user, _rights_from(case, user))
+    _attach(case, user, _rights_from(case))
+    if not getattr(case.rights, PERM_RIGHT[perm]):
+        raise PermissionDenied
     return case
 
 
@@ -212,7 +219,7 @@ def rights_of(user, case) -> CaseRights:
     """A user's rights on a case: those loaded with it for this user (by
     get_case_for_user or a list), or else one query, not kept (an assignee, a service
     called outside a request)."""
-    if getattr(case, "_rights_user", None) == user.pk:
+    if user.pk is not None and getattr(case, "_rights_user", None) == user.pk:
         return case.rights
     row = with_rights(Case.objects.filter(pk=case.pk), user).first()
     return _rights_from(row) if row is not None else CaseRights()
@@ -236,15 +243,17 @@ def attach_task_rights(tasks, user) -> list:
 
 
 def get_task_for_user(request, task_pk, perm: str = VIEW) -> Task:
-    """A task with its case and the case's rights: the same 404 for no such task and no
-    access. One query."""
+    """A task with its case and the case's rights, in one query: 404 for no such task and
+    no access, 403 for a task one may see but not do `perm` on."""
     try:
         task = (
-            tasks_for_user(request.user, perm, with_rights=True)
+            tasks_for_user(request.user, VIEW, with_rights=True)
             .select_related("case__data_key", "case__team", "assignee", "team")
             .get(pk=task_pk)
         )
     except (Task.DoesNotExist, ValidationError, ValueError):
         raise Http404 from None
     attach_task_rights([task], request.user)
+    if not getattr(task.case.rights, PERM_RIGHT[perm]):
+        raise PermissionDenied
     return task

@@ -122,7 +122,7 @@ def get_request_for_user(request, request_pk) -> FamilyRequest:
 
 def rights_of(user, fr) -> RequestRights:
     """The rights loaded with the request, or one query (a service called directly)."""
-    if getattr(fr, "_rights_user", None) == user.pk:
+    if user.pk is not None and getattr(fr, "_rights_user", None) == user.pk:
         return fr.rights
     row = with_rights(FamilyRequest.objects.filter(pk=fr.pk), user).first()
     return attach_rights([row], user)[0].rights if row is not None else RequestRights()
