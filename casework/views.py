@@ -18,10 +18,14 @@ from .security import public
 @login_required
 def home(request):
     user = request.user
-    teams = access.teams_of(user).annotate(
-        n_members=Count("members", distinct=True),
-        n_coordinators=Count("coordinators", distinct=True),
-    ).prefetch_related("coordinators")
+    teams = (
+        access.teams_of(user)
+        .annotate(
+            n_members=Count("members", distinct=True),
+            n_coordinators=Count("coordinators", distinct=True),
+        )
+        .prefetch_related("coordinators")
+    )
     context = {"teams": teams}
     if user.has_role(Role.ADMINISTRATOR) or user.has_role(Role.AUDITOR):
         context["staff"] = staff_overview()
