@@ -173,7 +173,7 @@ def case_detail(request, pk):
         enqueue(notify, "sealed_opened", str(case.pk), str(user.pk))
     context = {
         "case": case,
-        "notes": list(notes),
+        "notes": _with_case(notes, case),
         "note_form": NoteForm(),
         "stage_form": StageForm(initial={"stage": case.stage}),
         "stage_history": case.stage_changes.select_related("changed_by"),
@@ -185,6 +185,17 @@ def case_detail(request, pk):
         context["task_form"] = TaskForm(assignees=queues.assignable_users(case))
         context["task_templates"] = TaskTemplate.objects.filter(active=True)
     return render(request, "casework/case_detail.html", context)
+
+
+def _with_case(notes, case) -> list:
+    """Notes and their attachments with the checked case (and its data key) set, so
+    decrypting a file name asks the database nothing more."""
+    notes = list(notes)
+    for note in notes:
+        note.case = case
+        for attachment in note.attachments.all():
+            attachment.case = case
+    return notes
 
 
 def _person_initial(case) -> dict:

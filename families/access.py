@@ -60,14 +60,11 @@ def request_rules(user) -> dict[str, Q]:
         MatchCandidate.objects.filter(request=OuterRef("pk"))
     )
     triage_team = NOTHING
-    if (
-        access.coordinates_teams(user)
-        and access.led_teams(user).filter(family_triage=True).exists()
-    ):
-        triage_team = unmatched
     candidate_mine = NOTHING
     handed_coordinator = NOTHING
     if access.coordinates_teams(user):
+        # A condition of the query, not a query of its own.
+        triage_team = unmatched & Exists(access.led_teams(user).filter(family_triage=True))
         mine = _coordinated_cases(user)
         candidate_mine = Exists(
             MatchCandidate.objects.filter(request=OuterRef("pk"), case__in=mine)
