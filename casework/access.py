@@ -31,12 +31,23 @@ from django.db.models import BooleanField, Q, Value, When
 from django.db.models import Case as SqlCase
 from django.http import Http404
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from guardian.shortcuts import get_objects_for_user
 
 from .models import BreakGlass, Case, CaseUserObjectPermission, Role, Task, Team, User
 
 VIEW, CHANGE, WHEREABOUTS = "view_case", "change_case", "view_whereabouts"
 NOTHING = Q(pk__in=[])
+
+# The access levels a coordinator grants and revokes, as sets of object permissions.
+LEVEL_CHOICES = [
+    ("work", _("Work on the case (read and update)")),
+    ("view", _("Read only")),
+    ("whereabouts", _("See the whereabouts")),
+]
+GRANTS = {"view": [VIEW], "work": [VIEW, CHANGE], "whereabouts": [WHEREABOUTS]}
+# Revoking "view" takes everything: there is no working on a case one cannot see.
+REVOKES = {"view": [VIEW, CHANGE, WHEREABOUTS], "work": [CHANGE], "whereabouts": [WHEREABOUTS]}
 
 
 @dataclass(frozen=True)

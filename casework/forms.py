@@ -3,6 +3,7 @@ from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.utils.translation import gettext_lazy as _
 
+from . import access
 from .models import (
     Aim,
     Priority,
@@ -216,13 +217,8 @@ class ReasonForm(forms.Form):
 
 
 class GrantForm(forms.Form):
-    LEVELS = [
-        ("work", _("Work on the case (read and update)")),
-        ("view", _("Read only")),
-        ("whereabouts", _("See the whereabouts")),
-    ]
     user = forms.ModelChoiceField(label=_("Staff member"), queryset=User.objects.none())
-    level = forms.ChoiceField(label=_("Access"), choices=LEVELS)
+    level = forms.ChoiceField(label=_("Access"), choices=access.LEVEL_CHOICES)
 
     def __init__(self, *args, users=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -231,9 +227,7 @@ class GrantForm(forms.Form):
 
 class RevokeForm(forms.Form):
     user = forms.ModelChoiceField(queryset=User.objects.all())
-    level = forms.ChoiceField(
-        choices=[("view", "view"), ("work", "work"), ("whereabouts", "whereabouts")]
-    )
+    level = forms.ChoiceField(choices=access.LEVEL_CHOICES)
 
 
 class BreakGlassForm(forms.Form):

@@ -12,13 +12,6 @@ from guardian.shortcuts import assign_perm, remove_perm
 from . import access, audit, vault
 from .models import Attachment, BreakGlass, Case, Note, Role, Stage, StageChange, User, Whereabouts
 
-# Access levels a coordinator grants, as sets of object permissions.
-LEVELS = {
-    "view": [access.VIEW],
-    "work": [access.VIEW, access.CHANGE],
-    "whereabouts": [access.WHEREABOUTS],
-}
-
 
 def _changed(instance, data: dict) -> list[str]:
     """Names of fields whose value changes (an empty value is empty, whatever its type)."""
@@ -41,7 +34,7 @@ def case_open(*, actor: User, team, person: dict, aims: list, risk: str) -> Case
     case.save()
     StageChange.objects.create(case=case, to_stage=case.stage, changed_by=actor)
     if actor.has_role(Role.CASEWORKER):
-        for perm in LEVELS["work"]:
+        for perm in access.GRANTS["work"]:
             assign_perm(perm, actor, case)
     audit.record(
         actor,
@@ -100,7 +93,7 @@ def access_grant(*, actor: User, case: Case, user: User, level: str) -> None:
         raise PermissionDenied
     if not grantable_users(case).filter(pk=user.pk).exists():
         raise ValidationError(_("Only caseworkers of the case's team can be given access."))
-    for perm in LEVELS[level]:
+    for perm in access.GRANTS[level]:
         assign_perm(perm, user, case)
     audit.record(
         actor,
@@ -114,13 +107,7 @@ def access_grant(*, actor: User, case: Case, user: User, level: str) -> None:
 def access_revoke(*, actor: User, case: Case, user: User, level: str) -> None:
     if not access.rights_of(actor, case).manage:
         raise PermissionDenied
-    # Revoking "view" takes everything: there is no working on a case one cannot see.
-    perms = {
-        "view": [access.VIEW, access.CHANGE, access.WHEREABOUTS],
-        "work": [access.CHANGE],
-        "whereabouts": [access.WHEREABOUTS],
-    }[level]
-    for perm in perms:
+    for perm in access.REVOKES[level]:
         remove_perm(perm, user, case)
     audit.record(
         actor,
@@ -136,7 +123,7 @@ def case_seal(*, actor: User, case: Case, sealed: bool) -> None:
     if not access.rights_of(actor, case).manage:
         raise PermissionDenied
     if sealed:
-        for perm in LEVELS["work"]:
+        for perm in access.GRANTS["work"]:
             assign_perm(perm, actor, case)
     case.sealed = sealed
     case.save(update_fields=["sealed", "updated_at"])

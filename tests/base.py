@@ -67,9 +67,9 @@ def make_case(team, *, actor=None, name="Maryam Karimi", **person):
 def grant(case, user, level="work"):
     from guardian.shortcuts import assign_perm
 
-    from casework.services import LEVELS
+    from casework.access import GRANTS
 
-    for perm in LEVELS[level]:
+    for perm in GRANTS[level]:
         assign_perm(perm, user, case)
 
 
