@@ -258,3 +258,8 @@ class Message(vault.VaultModel):
 
     def __str__(self):
         return f"message {self.status}"
+
+    def may_review(self, user) -> bool:
+        """Two people: whoever wrote a message never reviews it (a family's own
+        follow-up, written by nobody on the staff, goes to any colleague)."""
+        return self.created_by_id is None or self.created_by_id != user.pk

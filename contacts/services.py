@@ -207,6 +207,10 @@ def message_submit(*, actor, case, contact: Contact, direction: str, body: str) 
 def message_review(*, actor, case, message: Message, decision: str, reason: str = "") -> None:
     if message.status != Message.Status.PENDING:
         raise ValidationError(_("This message was reviewed already."))
+    if not message.may_review(actor):
+        raise ValidationError(
+            _("A second person reviews every message: you wrote this one. Ask a colleague.")
+        )
     if decision in ("return", "block") and not reason.strip():
         raise ValidationError(_("Give a reason when you return or block a message."))
     if decision == "approve":
@@ -236,9 +240,17 @@ def message_deliver(*, actor, case, message: Message) -> None:
         audit.record(actor, "message.delivered", case=case, obj=message)
 
 
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+", re.UNICODE)
-_URL = re.compile(r"(https?://|www\.)\S+|\b[\w-]+\.(com|org|net|ir|de|info|io|me|app)\b", re.I)
-_PHONE = re.compile(r"(?:\+|00)?\d[\d\s().-]{5,}\d")
+# Each pattern starts only where a token starts (the lookbehind) and never backtracks
+# into what it matched (possessive quantifiers), so a long hostile message costs time in
+# proportion to its length, not its square.
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]++@[\w-]++(?:\.[\w-]++)++", re.UNICODE)
+_URL = re.compile(
+    r"(?:https?://|www\.)\S++|(?<![\w-])[\w-]++\.(?:com|org|net|ir|de|info|io|me|app)\b", re.I
+)
+# A run of digits and the characters people write between them; the run is then cut
+# back to its last digit, and counts as a phone number with seven digits or more.
+_PHONE_RUN = re.compile(r"(?:\+|00)?+\d[\d\s().-]*+")
+_PHONE_TAIL = " \t\r\n().-"
 
 
 def review_warnings(*, actor, case, message: Message) -> list[tuple[str, str]]:
@@ -254,9 +266,10 @@ def review_warnings(*, actor, case, message: Message) -> list[tuple[str, str]]:
     text = message.body or ""
     digits_text = vault.normalise(text)  # Persian and Arabic digits become ASCII
     warnings = []
-    for match in _PHONE.finditer(digits_text):
-        if len(re.sub(r"\D", "", match.group())) >= 7:
-            warnings.append(("phone", match.group().strip()))
+    for match in _PHONE_RUN.finditer(digits_text):
+        run = match.group().rstrip(_PHONE_TAIL)
+        if sum(ch.isdigit() for ch in run) >= 7:
+            warnings.append(("phone", run.strip()))
     emails = list(_EMAIL.finditer(text))
     warnings += [("email", m.group()) for m in emails]
     warnings += [

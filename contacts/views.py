@@ -303,7 +303,17 @@ def review_queue(request):
         .select_related("thread__case", "thread__contact")
         .order_by("reviewed_at")[:200]
     )
-    return render(request, "contacts/review_queue.html", {"pending": pending, "approved": approved})
+    # A second person reviews: one's own messages wait for a colleague.
+    mine = [m for m in pending if not m.may_review(request.user)]
+    return render(
+        request,
+        "contacts/review_queue.html",
+        {
+            "pending": [m for m in pending if m.may_review(request.user)],
+            "mine": mine,
+            "approved": approved,
+        },
+    )
 
 
 def _message_in(case, message_pk):
@@ -343,6 +353,7 @@ def review(request, pk, message_pk):
             "case": case,
             "message": message,
             "form": form,
+            "may_review": message.may_review(request.user),
             "warnings": services.review_warnings(actor=request.user, case=case, message=message),
             "relay": consent.consent_state(case, "relay", message.thread.contact),
         },

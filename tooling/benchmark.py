@@ -4,7 +4,8 @@ the same run, in a scratch database that is created and dropped around the run.
 Sections register themselves in SECTIONS: `vault` (field encryption, key rotation, name
 search), `cases` (the case list and a case page against plain Django), `families` (the
 public form against plain Django, matching against a decrypt-and-scan), `queues` (my queue
-and the coordinator's board against plain Django); later issues add theirs.
+and the coordinator's board against plain Django), `contacts` (the review warnings on long
+hostile messages); later issues add theirs.
 """
 
 import contextlib
@@ -13,6 +14,7 @@ import functools
 import itertools
 import json
 import random
+import re
 import secrets
 import statistics
 import time
@@ -1154,6 +1156,44 @@ def _load_plain_tasks(tasks, cases, team, creator) -> float:
         batch_size=1_000,
     )
     return time.perf_counter() - start
+
+
+@section("contacts")
+def contacts_section(report, *, quick=False, **_options):
+    """The review warnings a reviewer sees, on long hostile messages (the kind that made
+    the review page cost seconds): each against one plain pass of a regular expression
+    over the same text, at 20,000 and 40,000 characters. A linear check keeps the ratio
+    flat as the text doubles; a quadratic one doubles it."""
+    from casework.models import Case
+    from contacts.models import Message
+    from contacts.services import review_warnings
+
+    actor = type("Nobody", (), {"pk": None, "is_authenticated": False})()
+    case = Case(pk=uuid.uuid4())
+    shapes = {
+        "word": "a",
+        "digits and spaces": "1 ",
+        "dots": "x.",
+        "at signs": "a@",
+        "dashes": "-",
+    }
+    repeat = 3 if quick else 7
+    for label, unit in shapes.items():
+        for length in (20_000, 40_000):
+            text = unit * (length // len(unit))
+            message = Message(body=text)
+            cost = timed(
+                lambda m=message: review_warnings(actor=actor, case=case, message=m), repeat
+            )
+            plain = timed(lambda t=text: re.findall(r"\d", t), repeat)
+            report.add(
+                "contacts",
+                f"review warnings, {label}, {length:,} chars",
+                cost * 1000,
+                "ms median",
+                plain * 1000,
+                note=f"one regex pass: {plain * 1000:.1f} ms",
+            )
 
 
 def run(sections, out, **options):

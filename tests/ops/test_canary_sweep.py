@@ -181,12 +181,13 @@ def test_no_canary_leaks_anywhere(
         {"direction": "to_contact", "body": f"I am in {city}, call {phone}"},
     )
     message = Message.objects.get()
-    rec.get(worker, reverse("review", args=[case.pk, message.pk]))
+    rec.get(coord, reverse("review", args=[case.pk, message.pk]))  # a second person
     rec.post(
-        worker,
+        coord,
         reverse("review", args=[case.pk, message.pk]),
         {"decision": "block", "reason": f"names {city}"},
     )
+    assert Message.objects.get().status == Message.Status.BLOCKED
     rec.post(
         worker,
         reverse("case_task_new", args=[case.pk]),
