@@ -1,43 +1,57 @@
-"""Staff login: password, then a second factor (TOTP, or a single-use backup code)."""
+"""Staff login: password, then a second factor (TOTP, or a single-use backup code);
+and the two links only an account holder can use: set a new password, and enrol a new
+second factor after a reset (casework/security.py has the rules)."""
 
 import base64
+import time
 from urllib.parse import urlencode
 
 import segno
 from django.contrib import messages
+from django.contrib.auth import logout, update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.validators import MaxLengthValidator
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 from django_otp import match_token, user_has_device
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from . import security
 from .forms import EnrolForm, LoginForm, TokenForm
-from .models import BackupCodeDevice
+from .models import BackupCodeDevice, VaultTOTPDevice
+from .responses import safe_next
 from .security import password_only, public
 
 
 def _next_url(request, default="home"):
-    url = request.POST.get("next") or request.GET.get("next")
-    if url and url_has_allowed_host_and_scheme(url, {request.get_host()}, request.is_secure()):
-        return url
-    return reverse(default)
+    return safe_next(request, default)
+
+
+class StaffLoginForm(LoginForm):
+    """The username's length is checked before anything looks it up: a long one is a
+    form error, not a failed login (nor a too-long value for the lockout table)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields["username"]
+        field.validators.append(MaxLengthValidator(field.max_length))
 
 
 class _LoginView(auth_views.LoginView):
-    form_class = LoginForm
+    form_class = StaffLoginForm
     template_name = "registration/login.html"
     redirect_authenticated_user = False
 
     def form_valid(self, form):
         # auth.login() gives the session a new key (no fixation).
         response = super().form_valid(form)
+        # Enrolment asks for a password login made in this session (and after any reset).
+        self.request.session[security.PASSWORD_AT_KEY] = time.time()
         user = form.get_user()
         url = reverse("verify" if user_has_device(user) else "enrol")
         nxt = self.get_redirect_url()
@@ -83,19 +97,30 @@ def verify(request):
 @login_required
 @never_cache
 def enrol(request):
-    """First login: pair an authenticator app (QR code), then hand out backup codes."""
+    """Pair an authenticator app (QR code), then hand out backup codes: at first login,
+    or after a reset with an enrolment link, always after a fresh password login."""
     if user_has_device(request.user):
         return redirect("verify")
-    device = TOTPDevice.objects.filter(user=request.user, confirmed=False).first()
+    refusal = security.enrolment_refusal(request.user, request.session)
+    if refusal:
+        return _enrol_refused(request, refusal)
+    device = VaultTOTPDevice.objects.filter(user=request.user, confirmed=False).first()
     if device is None:
-        device = TOTPDevice.objects.create(
+        device = VaultTOTPDevice.objects.create(
             user=request.user, name=_("Authenticator app"), confirmed=False
         )
     form = EnrolForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         if device.verify_token(form.cleaned_data["otp_token"]):
-            device.confirmed = True
-            device.save(update_fields=["confirmed"])
+            try:
+                security.second_factor_enrolled(
+                    user=request.user,
+                    device=device,
+                    link_id=request.session.get(security.ENROLMENT_LINK_KEY),
+                )
+            except security.EnrolmentRefused:
+                return _enrol_refused(request, _("This enrolment link was used or has expired."))
+            request.session.pop(security.ENROLMENT_LINK_KEY, None)
             otp_login(request, device)
             return _show_new_backup_codes(request)
         form.add_error("otp_token", _("That code did not match. Scan the code again and retry."))
@@ -108,6 +133,57 @@ def enrol(request):
         "secret": " ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
     }
     return render(request, "registration/enrol.html", context)
+
+
+def _enrol_refused(request, reason):
+    return render(request, "registration/enrol_refused.html", {"reason": reason}, status=403)
+
+
+@public
+@never_cache
+def enrolment_link(request, link_id, token):
+    """An enrolment link from an e-mail: remember it in this browser and ask for a fresh
+    password login (whoever was logged in here is logged out first)."""
+    link = security.enrolment_link_valid(link_id, token)
+    if link is None:
+        return render(request, "registration/link_invalid.html", status=410)
+    if request.user.is_authenticated:
+        logout(request)
+    request.session[security.ENROLMENT_LINK_KEY] = str(link.pk)
+    messages.info(request, _("Log in with your password to set up your new second factor."))
+    return redirect("login")
+
+
+class _PasswordSetView(auth_views.PasswordResetConfirmView):
+    """Django's reset-confirm page (the token leaves the URL at once, the link works
+    once and expires with PASSWORD_RESET_TIMEOUT); the password is set by the service."""
+
+    template_name = "registration/password_set.html"
+
+    def form_valid(self, form):
+        security.password_set(
+            actor=form.user, user=form.user, password=form.cleaned_data["new_password1"]
+        )
+        del self.request.session[auth_views.INTERNAL_RESET_SESSION_TOKEN]
+        messages.success(self.request, _("Your new password is set. Log in with it."))
+        return redirect("login")
+
+
+password_set_view = public(_PasswordSetView.as_view())
+
+
+class _OwnPasswordChangeView(auth_views.PasswordChangeView):
+    """Changing one's own password (the admin's page): every other session ends."""
+
+    def form_valid(self, form):
+        security.password_set(
+            actor=self.request.user,
+            user=form.user,
+            password=form.cleaned_data["new_password1"],
+            keep_session=self.request.session.session_key,
+        )
+        update_session_auth_hash(self.request, form.user)
+        return redirect(self.get_success_url())
 
 
 @require_POST

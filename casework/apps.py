@@ -14,8 +14,10 @@ class CaseworkConfig(AppConfig):
         from django.contrib.auth import signals
 
         from . import audit
+        from . import checks as deploy_checks
 
         checks.register(keyring_check, "vault")
+        deploy_checks.register()
         # Django tells of logins only through these signals; they write access events.
         signals.user_logged_in.connect(audit.on_login, dispatch_uid="passage-login")
         signals.user_logged_out.connect(audit.on_logout, dispatch_uid="passage-logout")

@@ -9,6 +9,10 @@
 3. Database triggers refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL), so the
    log is append-only even for code that forgets; `verify()` (and
    `manage.py verify_audit`) recomputes the chain and names the first broken link.
+4. The same triggers guard every history table, i.e. every model marked `append_only`
+   (notes, stage and task history, the consent ledger); rows that settle (a relayed
+   message once reviewed, a disclosure once decided) name the steps forward they may
+   still take (`History`), and the triggers refuse everything else.
 """
 
 import datetime
@@ -16,6 +20,7 @@ import hashlib
 import hmac
 import json
 import uuid
+from dataclasses import dataclass, field
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -118,8 +123,33 @@ def verify(batch_size: int = 2000):
 
 
 # --- Triggers -------------------------------------------------------------------------------
+SET = object()  # in a History step: "any value but NULL"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One change a settled row may still make: from a row whose columns match `when`,
+    the columns named in `to` may take the values given there; nothing else changes.
+    Values are codes; None means NULL and SET any value but NULL."""
+
+    when: dict
+    to: dict
+
+
+@dataclass(frozen=True)
+class History:
+    """`append_only = History(...)` on a model whose rows settle (a message once
+    reviewed, a disclosure once decided). While `open_while` holds (OLD row), the row
+    may change, except its `keep` columns; once settled, only its `steps`. DELETE is
+    always refused. `append_only = True` is a History that is settled from the start."""
+
+    open_while: dict = field(default_factory=dict)
+    keep: tuple = ()
+    steps: tuple = ()
+
+
 def append_only_tables() -> list[tuple[str, str]]:
-    """(table, primary-key column) of every model marked `append_only = True`."""
+    """(table, primary-key column) of every model marked `append_only`."""
     from django.apps import apps
 
     return [
@@ -129,11 +159,30 @@ def append_only_tables() -> list[tuple[str, str]]:
     ]
 
 
+def _history_of(table: str):
+    """The model of an append-only table and its History (None: refuse every change)."""
+    from django.apps import apps
+
+    for model in apps.get_models():
+        if model._meta.db_table == table and getattr(model, "append_only", False):
+            rule = model.append_only
+            return model, rule if isinstance(rule, History) else None
+    return None, None
+
+
 def install_triggers(schema_editor_or_connection, table: str = TABLE, pk: str = "seq") -> None:
     target = schema_editor_or_connection
     conn = target if hasattr(target, "vendor") else target.connection
+    model, rule = _history_of(table)
     with conn.cursor() as cursor:
-        for sql in _trigger_sql(conn.vendor, table, pk):
+        columns = (
+            [c.name for c in conn.introspection.get_table_description(cursor, table)]
+            if rule is not None
+            else []
+        )
+        for sql in _trigger_sql(
+            conn.vendor, table, pk, _condition(conn.vendor, model, rule, columns)
+        ):
             cursor.execute(sql)
 
 
@@ -145,29 +194,97 @@ def drop_triggers(conn, table: str = TABLE) -> None:
         elif conn.vendor == "postgresql":
             cursor.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
             cursor.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
+            cursor.execute(f"DROP FUNCTION IF EXISTS passage_history_{table}()")
 
 
-def _trigger_sql(vendor: str, table: str, pk: str) -> list[str]:
+def _condition(vendor: str, model, rule: History | None, columns: list[str]) -> str | None:
+    """SQL over OLD and NEW: true for an UPDATE the rule allows (None: none is allowed).
+
+    1. Open: OLD matches `open_while`, and no `keep` column changes.
+    2. Settled: OLD matches a step's `when`, NEW matches its `to`, and every column not
+       named in `to` stays as it was (on PostgreSQL the whole row, as JSON, so a column
+       added later is frozen too; SQLite names the table's columns).
+    """
+    if rule is None:
+        return None
+
+    def col(name):
+        return model._meta.get_field(name).column
+
+    # Null-safe comparisons only: a NULL in SQLite's WHEN would let the change through.
+    equal = "IS NOT DISTINCT FROM" if vendor == "postgresql" else "IS"
+
+    def same(column):
+        return f"NEW.{column} {equal} OLD.{column}"
+
+    def matches(side, values):
+        parts = []
+        for name, value in values.items():
+            if value is None:
+                parts.append(f"{side}.{col(name)} IS NULL")
+            elif value is SET:
+                parts.append(f"{side}.{col(name)} IS NOT NULL")
+            else:
+                parts.append(f"{side}.{col(name)} {equal} {_literal(value)}")
+        return parts
+
+    def others_unchanged(changing):
+        changing = [col(n) for n in changing]
+        if vendor == "postgresql":
+            minus = ", ".join(_literal(c) for c in changing)
+            drop = f" - ARRAY[{minus}]::text[]" if changing else ""
+            return [f"(to_jsonb(NEW){drop}) = (to_jsonb(OLD){drop})"]
+        return [same(c) for c in columns if c not in changing]
+
+    allowed = []
+    if rule.open_while:
+        allowed.append(matches("OLD", rule.open_while) + [same(col(n)) for n in rule.keep])
+    for step in rule.steps:
+        allowed.append(
+            matches("OLD", step.when) + matches("NEW", step.to) + others_unchanged(step.to)
+        )
+    if not allowed:
+        return None
+    return " OR ".join("(" + " AND ".join(parts or ["1 = 1"]) + ")" for parts in allowed)
+
+
+def _literal(value) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _trigger_sql(vendor: str, table: str, pk: str, allowed: str | None = None) -> list[str]:
     message = f"{table} is append-only"
     if vendor == "sqlite":
+        update_when = f"WHEN NOT ({allowed}) " if allowed else ""
         return [
-            *(
-                f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op} BEFORE {op.upper()} ON {table} "
-                f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
-                for op in ("update", "delete")
-            ),
+            *(f"DROP TRIGGER IF EXISTS {table}_no_{op}" for op in ("update", "delete", "replace")),
+            f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} {update_when}"
+            f"BEGIN SELECT RAISE(ABORT, '{message}'); END",
+            f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{message}'); END",
             # INSERT OR REPLACE would delete without firing the delete trigger.
-            f"CREATE TRIGGER IF NOT EXISTS {table}_no_replace BEFORE INSERT ON {table} "
+            f"CREATE TRIGGER {table}_no_replace BEFORE INSERT ON {table} "
             f"WHEN EXISTS (SELECT 1 FROM {table} WHERE {pk} = NEW.{pk}) "
             f"BEGIN SELECT RAISE(ABORT, '{message}'); END",
         ]
     if vendor == "postgresql":
-        return [
+        function = "passage_append_only"
+        sql = [
             "CREATE OR REPLACE FUNCTION passage_append_only() RETURNS trigger AS $$ "
-            "BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END; $$ LANGUAGE plpgsql",
+            "BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END; $$ LANGUAGE plpgsql"
+        ]
+        if allowed:
+            function = f"passage_history_{table}"
+            sql.append(
+                f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger AS $$ BEGIN "
+                f"IF TG_OP = 'UPDATE' AND ({allowed}) THEN RETURN NEW; END IF; "
+                "RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END; $$ LANGUAGE plpgsql"
+            )
+        return [
+            *sql,
             f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}",
             f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-            "FOR EACH ROW EXECUTE FUNCTION passage_append_only()",
+            f"FOR EACH ROW EXECUTE FUNCTION {function}()",
             f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}",
             f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
             "FOR EACH STATEMENT EXECUTE FUNCTION passage_append_only()",

@@ -160,8 +160,9 @@ def unusual_access(since, until) -> dict:
     """The unusual-access report over [since, until), from one query.
 
     1. Load the period's events on cases (one query, only plain columns).
-    2. Sort each into break-glass, sealed openings, searches outside the caseload and
-       night-time access.
+    2. Sort each into break-glass, sealed openings, searches outside the caseload,
+       other flagged events (staff changes that widen who sees cases) and night-time
+       access to cases.
     3. Count distinct cases opened per person and local clock hour; keep the hours
        above PASSAGE_UNUSUAL_CASES_PER_HOUR.
     Hours are computed here in Python, in TIME_ZONE: SQLite and PostgreSQL disagree on
@@ -169,12 +170,12 @@ def unusual_access(since, until) -> dict:
     """
     events = (
         AccessEvent.objects.filter(at__gte=since, at__lt=until, actor__isnull=False)
-        .filter(_prefix_filter(CASE_PREFIXES))
+        .filter(_prefix_filter(CASE_PREFIXES) | Q(flagged=True))
         .select_related("actor", "case")
         .only(*EVENT_COLUMNS)
         .order_by("seq")
     )
-    report = {"break_glass": [], "sealed": [], "searches": [], "night": []}
+    report = {"break_glass": [], "sealed": [], "searches": [], "widened": [], "night": []}
     opened = defaultdict(set)  # (actor id, local hour) -> case ids
     usernames = {}
     for event in events.iterator(chunk_size=2000):
@@ -184,7 +185,9 @@ def unusual_access(since, until) -> dict:
             report["sealed"].append(event)
         elif event.action == "case.searched" and _outside_caseload(event.detail) > 0:
             report["searches"].append(event)
-        if is_night(event.at):
+        elif event.flagged and not event.action.startswith(CASE_PREFIXES):
+            report["widened"].append(event)
+        if is_night(event.at) and event.action.startswith(CASE_PREFIXES):
             report["night"].append(event)
         if event.action in CASE_OPENINGS and event.case_id:
             hour = timezone.localtime(event.at).replace(minute=0, second=0, microsecond=0)

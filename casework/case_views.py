@@ -24,6 +24,7 @@ from .forms import (
     NoteForm,
     ReasonForm,
     RevokeForm,
+    SealForm,
     StageForm,
     TaskForm,
     WhereaboutsForm,
@@ -407,6 +408,8 @@ def case_revoke(request, pk):
             level=form.cleaned_data["level"],
         )
         messages.success(request, _("Access revoked. It takes effect at once."))
+    else:
+        messages.error(request, _("Choose a staff member and an access level from the lists."))
     return redirect("case_access", pk=case.pk)
 
 
@@ -417,7 +420,11 @@ def case_seal(request, pk):
         return refused
     if not case.rights.manage:
         raise PermissionDenied
-    sealed = request.POST.get("sealed") == "1"
+    form = SealForm(request.POST)
+    if not form.is_valid():
+        report_errors(request, form)
+        return redirect("case_detail", pk=case.pk)
+    sealed = form.cleaned_data["sealed"]
     services.case_seal(actor=request.user, case=case, sealed=sealed)
     messages.success(request, _("The case is sealed.") if sealed else _("The case is unsealed."))
     return redirect("case_detail", pk=case.pk)

@@ -230,6 +230,19 @@ class RevokeForm(forms.Form):
     level = forms.ChoiceField(choices=access.LEVEL_CHOICES)
 
 
+class SealForm(forms.Form):
+    """Seal ("1") or unseal ("0"): anything else changes nothing."""
+
+    sealed = forms.TypedChoiceField(
+        choices=[("1", _("Seal")), ("0", _("Unseal"))],
+        coerce=lambda value: value == "1",
+        error_messages={
+            "required": _("Choose whether to seal or unseal the case."),
+            "invalid_choice": _("Choose whether to seal or unseal the case."),
+        },
+    )
+
+
 class BreakGlassForm(forms.Form):
     reference = forms.CharField(
         label=_("Case reference"), max_length=20, help_text=_("For example P-2026-0042.")
@@ -319,6 +332,19 @@ class TaskForm(AssignForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["assignee"].empty_label = _("Nobody yet")
+
+
+class ChecklistApplyForm(forms.Form):
+    """A checklist in use, by its id: anything else is "choose from the list"."""
+
+    template = forms.ModelChoiceField(
+        label=_("Add tasks from a checklist"),
+        queryset=TaskTemplate.objects.filter(active=True),
+        error_messages={
+            "required": _("Choose a checklist from the list."),
+            "invalid_choice": _("Choose a checklist from the list."),
+        },
+    )
 
 
 class TaskStatusForm(forms.Form):

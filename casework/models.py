@@ -391,6 +391,8 @@ class Case(vault.DataKeyOwner, vault.VaultModel):
 class StageChange(models.Model):
     """History of a case's stage (codes only; any reason goes into a note)."""
 
+    append_only = True  # database triggers refuse UPDATE and DELETE (casework/audit.py)
+
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="stage_changes")
     from_stage = models.CharField(max_length=20, choices=Stage.choices, blank=True)
     to_stage = models.CharField(max_length=20, choices=Stage.choices)
@@ -441,6 +443,8 @@ class Whereabouts(vault.VaultModel):
 class Note(vault.VaultModel):
     """Append-only case note. A restricted note shows only to the case's caseworkers
     and its team's coordinators."""
+
+    append_only = True  # database triggers refuse UPDATE and DELETE (casework/audit.py)
 
     vault_owner = "case"
 
@@ -650,6 +654,8 @@ class Task(vault.VaultModel):
 class TaskEvent(vault.VaultModel):
     """The history of a task: created, assigned, claimed, status changed, commented."""
 
+    append_only = True  # database triggers refuse UPDATE and DELETE (casework/audit.py)
+
     vault_owner = "task.case"
 
     class Kind(models.TextChoices):
@@ -738,3 +744,32 @@ class DailyRun(models.Model):
 
     def __str__(self):
         return f"{self.name} {self.day}"
+
+
+# --- Staff security: one-time enrolment links (casework/security.py) ---------------------------
+class EnrolmentLink(models.Model):
+    """A one-time link an administrator issues after a second-factor reset.
+
+    The token is not stored: it is an HMAC of the link's id under the secret key
+    (casework/security.py), so a database dump does not hold a usable link. Single use
+    (`used_at`, set by a conditional update) and short-lived (`expires_at`).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    issued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    issued_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        default_permissions = ()
+        ordering = ["-issued_at"]
+
+    def __str__(self):
+        return "enrolment link"
+
+
+from .otp import VaultTOTPDevice  # noqa: E402, F401  (defined by topic in casework/otp.py)

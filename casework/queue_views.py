@@ -16,6 +16,7 @@ from .forms import (
     AssignForm,
     BoardFilterForm,
     BulkAssignForm,
+    ChecklistApplyForm,
     TaskCommentForm,
     TaskForm,
     TaskStatusForm,
@@ -23,7 +24,7 @@ from .forms import (
     TemplateItemFormSet,
 )
 from .models import Role, TaskStatus, TaskTemplate
-from .responses import post_only, report_errors
+from .responses import post_only, redirect_back, report_errors
 
 
 def _require_caseworkers(user):
@@ -34,15 +35,6 @@ def _require_caseworkers(user):
 def _require_coordinator(user):
     if not user.has_role(Role.COORDINATOR):
         raise PermissionDenied
-
-
-def _back(request, default="my_queue"):
-    from django.utils.http import url_has_allowed_host_and_scheme
-
-    url = request.POST.get("next", "")
-    if url and url_has_allowed_host_and_scheme(url, {request.get_host()}, request.is_secure()):
-        return redirect(url)
-    return redirect(default)
 
 
 def _record_listing(request, tasks, page):
@@ -143,7 +135,7 @@ def task_status(request, task_pk):
         messages.success(request, _("Task updated."))
     else:
         messages.error(request, _("Choose a status from the list."))
-    return _back(request)
+    return redirect_back(request, default="my_queue")
 
 
 @login_required
@@ -172,7 +164,7 @@ def task_assign(request, task_pk):
         _assign(request, [task], form.cleaned_data)
     else:
         messages.error(request, _("Choose someone from the case's team."))
-    return _back(request, default="board")
+    return redirect_back(request, default="board")
 
 
 def _assign(request, tasks, data) -> bool:
@@ -226,7 +218,7 @@ def board_assign(request):
         _assign(request, tasks, form.cleaned_data)
     else:
         messages.error(request, _("Tick at least one task and choose who gets them."))
-    return _back(request, default="board")
+    return redirect_back(request, default="board")
 
 
 @login_required
@@ -263,12 +255,14 @@ def case_task_template(request, pk):
     case = get_case_for_user(request, pk, access.CHANGE)
     if (refused := post_only(request)) is not None:
         return refused
-    template = TaskTemplate.objects.filter(pk=request.POST.get("template"), active=True).first()
-    if template is None:
-        messages.error(request, _("Choose a checklist from the list."))
-    else:
-        created = queues.template_apply(actor=request.user, case=case, template=template)
+    form = ChecklistApplyForm(request.POST)
+    if form.is_valid():
+        created = queues.template_apply(
+            actor=request.user, case=case, template=form.cleaned_data["template"]
+        )
         messages.success(request, _("%(n)s tasks added from the checklist.") % {"n": len(created)})
+    else:
+        report_errors(request, form)
     return redirect(f"{_case_url(case)}#tasks")
 
 
@@ -295,11 +289,18 @@ def task_template_edit(request, template_pk=None):
     form = TaskTemplateForm(request.POST or None, instance=template)
     items = TemplateItemFormSet(request.POST or None, instance=template)
     if request.method == "POST" and form.is_valid() and items.is_valid():
-        template = form.save()
-        items.instance = template
-        items.save()
-        messages.success(request, _("Checklist saved."))
-        return redirect("task_templates")
+        try:
+            queues.template_save(
+                actor=request.user,
+                template=template,
+                data=form.cleaned_data,
+                items=items.cleaned_data,
+            )
+        except ValidationError as exc:
+            report_errors(request, exc)
+        else:
+            messages.success(request, _("Checklist saved."))
+            return redirect("task_templates")
     return render(
         request,
         "casework/task_template_form.html",

@@ -16,10 +16,12 @@ from .models import (
     ACTIVE_STATUSES,
     Case,
     Priority,
+    Role,
     Task,
     TaskEvent,
     TaskStatus,
     TaskTemplate,
+    TaskTemplateItem,
 )
 
 
@@ -172,6 +174,73 @@ def template_apply(*, actor, case: Case, template: TaskTemplate) -> list[Task]:
         )
         for item in template.items.all()
     ]
+
+
+TEMPLATE_FIELDS = ("name", "aim", "active")
+TEMPLATE_ITEM_FIELDS = ("title", "priority", "due_in_days", "position")
+
+
+@transaction.atomic
+def template_save(*, actor, template: TaskTemplate | None, data: dict, items: list[dict]):
+    """Create or change a checklist and its tasks; one access event says what changed
+    (field names and counts: the titles stay out of the log). Nothing changed, no event.
+
+    `data` holds the checklist's fields; each of `items` a task's fields, its "id" (a
+    task of this checklist, or None for a new one) and "DELETE" (as a formset cleans them).
+    """
+    if not actor.has_role(Role.COORDINATOR):
+        raise PermissionDenied
+    adding = template is None or template.pk is None
+    # The stored row, not the form's instance (a ModelForm writes into its instance).
+    stored = (
+        TaskTemplate() if adding else TaskTemplate.objects.select_for_update().get(pk=template.pk)
+    )
+    fields = [
+        name
+        for name in TEMPLATE_FIELDS
+        if name in data and (adding or getattr(stored, name) != data[name])
+    ]
+    for name in fields:
+        setattr(stored, name, data[name])
+    if fields:
+        stored.save()
+    counts = _template_items_save(stored, items)
+    if not adding and not fields and any(counts.values()):
+        stored.save(update_fields=["updated_at"])
+    if fields or any(counts.values()):
+        audit.record(
+            actor,
+            "checklist.created" if adding else "checklist.updated",
+            obj=stored,
+            fields=fields,
+            detail=counts,
+        )
+    return stored
+
+
+def _template_items_save(template: TaskTemplate, items: list[dict]) -> dict:
+    current = {item.pk: item for item in template.items.all()}
+    counts = {"items_added": 0, "items_changed": 0, "items_removed": 0}
+    for row in filter(None, items):  # a formset's untouched extra rows are empty
+        item_id = getattr(row.get("id"), "pk", row.get("id"))
+        if item_id is not None and item_id not in current:
+            raise ValidationError(_("That task is not on this checklist."))
+        item = current.get(item_id)
+        if row.get("DELETE"):
+            if item is not None:
+                item.delete()
+                counts["items_removed"] += 1
+            continue
+        values = {name: row[name] for name in TEMPLATE_ITEM_FIELDS}
+        if item is None:
+            TaskTemplateItem.objects.create(template=template, **values)
+            counts["items_added"] += 1
+        elif changed := [k for k, v in values.items() if getattr(item, k) != v]:
+            for name in changed:
+                setattr(item, name, values[name])
+            item.save(update_fields=changed)
+            counts["items_changed"] += 1
+    return counts
 
 
 def may_assign(actor, task) -> bool:

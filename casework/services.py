@@ -217,7 +217,16 @@ def break_glass(*, actor: User, case: Case, justification: str) -> BreakGlass:
 
 @transaction.atomic
 def case_shred(*, case: Case, actor: User | None = None, reason: str = "retention") -> None:
-    for attachment in Attachment.objects.filter(case=case):
-        vault.delete_file(attachment.blob_name)
+    """Destroy the case's data key: its rows stay, unreadable for good (the history
+    tables refuse deletes). Its attachment files go once that has committed: a shred
+    that rolls back must leave the case whole. (A file left behind by a crash after the
+    commit is ciphertext under a destroyed key.)"""
+    blobs = list(Attachment.objects.filter(case=case).values_list("blob_name", flat=True))
     vault.shred(case)
     audit.record(actor, "case.shredded", case=case, detail={"reason": reason})
+    transaction.on_commit(lambda: _delete_files(blobs), robust=True)
+
+
+def _delete_files(blobs: list[str]) -> None:
+    for blob in blobs:
+        vault.delete_file(blob)

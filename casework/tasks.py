@@ -56,37 +56,73 @@ def rotate_keys(job_id: str) -> None:
 
 
 @shared_task(acks_late=True)
-def notify(kind: str, case_id: str, actor_id: str) -> None:
-    """E-mail the people who must know of a sensitive opening: a link, never a name."""
-    from django.conf import settings
+def notify(kind: str, object_id: str, actor_id: str = "", *codes: str) -> None:
+    """E-mail the people who must know: a link, never a name.
+
+    `object_id` is a case's id for case openings ("sealed_opened", "break_glass"), and
+    for account notices (casework/security.py) an account's, a team's or an enrolment
+    link's; `codes` are what changed, as codes. A secret link is made here, from the
+    database, so no token travels through the broker.
+    """
     from django.core.mail import send_mass_mail
+
+    if kind in ("sealed_opened", "break_glass"):
+        messages = _case_messages(kind, object_id, actor_id)
+    else:
+        from casework import security
+
+        messages = security.account_messages(kind, object_id, actor_id, codes)
+    if messages:
+        send_mass_mail([(s, b, None, to) for s, b, to in messages], fail_silently=False)
+
+
+def _case_messages(kind: str, case_id: str, actor_id: str) -> list:
+    """A sealed case's opening goes to its other named caseworkers; with none, to the
+    team's coordinators and the auditors. Break-glass goes to the team's coordinators."""
+    from django.conf import settings
     from django.template.loader import render_to_string
     from django.urls import reverse
+    from django.utils import translation
 
     from casework import access
-    from casework.models import Case, User
+    from casework.models import Case, Role, User
 
     case = Case.objects.filter(pk=case_id).select_related("team").first()
-    actor = User.objects.filter(pk=actor_id).first()
+    actor = User.objects.filter(pk=actor_id).first() if actor_id else None
     if case is None or actor is None:
-        return
+        return []
+    base = settings.PASSAGE_BASE_URL.rstrip("/")
+    case_url = base + reverse("case_detail", args=[case.pk])
+    template, recipients = kind, []
     if kind == "sealed_opened":
-        recipients = access.case_workers(case).exclude(pk=actor.pk)
-    elif kind == "break_glass":
-        recipients = case.team.coordinators.filter(is_active=True).exclude(pk=actor.pk)
+        recipients = [(u, case_url) for u in access.case_workers(case).exclude(pk=actor.pk)]
+        if not recipients:
+            # Nobody else is named on it: the opening must not go unseen.
+            template = "sealed_opened_unwatched"
+            coordinators = case.team.coordinators.filter(
+                is_active=True, groups__name=Role.COORDINATOR
+            ).exclude(pk=actor.pk)
+            auditors = User.objects.filter(is_active=True, groups__name=Role.AUDITOR)
+            recipients = [(u, base + reverse("home")) for u in coordinators.distinct()]
+            recipients += [(u, base + reverse("audit_unusual")) for u in auditors.distinct()]
     else:
-        raise ValueError(f"unknown notification {kind!r}")
-    context = {
-        "kind": kind,
-        "reference": case.reference,
-        "actor": actor.get_username(),
-        "url": settings.PASSAGE_BASE_URL.rstrip("/") + reverse("case_detail", args=[case.pk]),
-    }
-    subject = render_to_string(f"emails/{kind}_subject.txt", context).strip()
-    body = render_to_string(f"emails/{kind}.txt", context)
-    send_mass_mail(
-        [(subject, body, None, [u.email]) for u in recipients if u.email], fail_silently=False
-    )
+        coordinators = case.team.coordinators.filter(is_active=True).exclude(pk=actor.pk)
+        recipients = [(u, case_url) for u in coordinators]
+    messages = []
+    with translation.override(settings.LANGUAGE_CODE):
+        for user, url in recipients:
+            if not user.email:
+                continue
+            context = {
+                "kind": kind,
+                "reference": case.reference,
+                "actor": actor.get_username(),
+                "url": url,
+            }
+            subject = render_to_string(f"emails/{template}_subject.txt", context).strip()
+            body = render_to_string(f"emails/{template}.txt", context)
+            messages.append((subject, body, [user.email]))
+    return messages
 
 
 @shared_task

@@ -35,7 +35,8 @@ def home(request):
 def staff_overview() -> dict:
     """Counts an administrator or auditor can act on; no case content."""
     from axes.models import AccessAttempt
-    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from .models import VaultTOTPDevice
 
     active = User.objects.filter(is_active=True)
     per_role = dict(
@@ -43,7 +44,7 @@ def staff_overview() -> dict:
         .annotate(n=Count("user", filter=Q(user__is_active=True)))
         .values_list("name", "n")
     )
-    has_device = TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True)
+    has_device = VaultTOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True)
     since = timezone.now() - settings.AXES_COOLOFF_TIME
     return {
         "roles": [(label, per_role.get(value, 0)) for value, label in Role.choices],

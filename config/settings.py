@@ -47,6 +47,8 @@ DEBUG = env_bool("DEBUG", False)
 TESTING = "pytest" in sys.modules
 DEV = DEBUG or TESTING
 
+# Published with the code: `check --deploy` refuses it in production (casework/checks.py).
+PASSAGE_DEV_SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production-" + "x" * 16
 SECRET_KEY = env("SECRET_KEY")
 if not SECRET_KEY:
     if not DEV:
@@ -54,7 +56,7 @@ if not SECRET_KEY:
             "SECRET_KEY is not set. Production needs a long random SECRET_KEY in the "
             "environment (for development, set DEBUG=1 to use the dev default)."
         )
-    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production-" + "x" * 16
+    SECRET_KEY = PASSAGE_DEV_SECRET_KEY
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEV else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -208,7 +210,10 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_CLIENT_IP_CALLABLE = "casework.security.client_ip"
-AXES_SENSITIVE_PARAMETERS = ["password", "otp_token"]
+# The lockout table keeps a keyed hash of what was typed as a username, never the text:
+# people type passwords into that box.
+AXES_USERNAME_CALLABLE = "casework.security.lockout_username"
+AXES_SENSITIVE_PARAMETERS = ["username", "password", "otp_token"]
 PASSAGE_TRUSTED_PROXIES = env_int("PASSAGE_TRUSTED_PROXIES", 0)
 
 GUARDIAN_RAISE_403 = False

@@ -7,7 +7,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from casework import vault
+from casework import audit, vault
 from casework.models import Case
 
 
@@ -234,6 +234,20 @@ class Message(vault.VaultModel):
         STOPPED = "stopped", _("Stopped: consent withdrawn")
 
     WAITING = [Status.PENDING, Status.APPROVED]
+
+    # Once reviewed, a message only moves forward (approved -> delivered or stopped);
+    # database triggers refuse any other change and every delete (casework/audit.py).
+    append_only = audit.History(
+        open_while={"status": Status.PENDING},
+        keep=("thread", "direction", "created_by", "created_at"),
+        steps=(
+            audit.Step(
+                when={"status": Status.APPROVED},
+                to={"status": Status.DELIVERED, "delivered_at": audit.SET},
+            ),
+            audit.Step(when={"status": Status.APPROVED}, to={"status": Status.STOPPED}),
+        ),
+    )
 
     thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="messages")
     direction = models.CharField(max_length=20, choices=Direction.choices)

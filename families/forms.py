@@ -4,6 +4,10 @@ from django.core import signing
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from casework import vault
+
+from . import limits
+
 NAME_LIMIT = 200
 TEXT_LIMIT = 5000
 SIGNER_SALT = "passage.families.form-started"
@@ -23,6 +27,16 @@ def looks_automated(data) -> bool:
     except (signing.BadSignature, TypeError, ValueError):
         return True
     return timezone.now().timestamp() - float(started) < settings.PASSAGE_FORM_MIN_SECONDS
+
+
+def _check_parts(names) -> None:
+    """Each name within the bounded number of parts (what matching and screening look
+    up): the same rule, and the same error, for every submission."""
+    most = limits.max_name_tokens()
+    if any(len(vault.tokens(n)) > most for n in names):
+        raise forms.ValidationError(
+            _("Each name can have at most %(count)s parts (words).") % {"count": most}
+        )
 
 
 class ContactRequestForm(forms.Form):
@@ -102,6 +116,11 @@ class ContactRequestForm(forms.Form):
     website = forms.CharField(required=False, label=_("Leave this empty"))
     started = forms.CharField(required=False, widget=forms.HiddenInput)
 
+    def clean_requester_name(self):
+        name = self.cleaned_data["requester_name"]
+        _check_parts([name])
+        return name
+
     def clean_sought_names(self):
         names = [
             line.strip() for line in self.cleaned_data["sought_names"].splitlines() if line.strip()
@@ -110,10 +129,13 @@ class ContactRequestForm(forms.Form):
             raise forms.ValidationError(
                 _("Write at least one name of the person you are looking for.")
             )
-        if len(names) > 10:
-            raise forms.ValidationError(_("Write at most 10 names, one per line."))
+        if len(names) > limits.max_names():
+            raise forms.ValidationError(
+                _("Write at most %(count)s names, one per line.") % {"count": limits.max_names()}
+            )
         if any(len(n) > NAME_LIMIT for n in names):
             raise forms.ValidationError(_("Each name can have at most 200 characters."))
+        _check_parts(names)
         return names
 
     def clean_requester_phone(self):

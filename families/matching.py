@@ -1,22 +1,31 @@
 """Matching a family request to cases, in the background.
 
-1. Candidates come from the cases' name index (a whole name, or any two tokens of a
-   name the family gave, found together in a case's names).
+1. Candidates come from the cases' name index: a whole name the family gave, or two
+   tokens of one such name found together in a case's names. A name of one token (a
+   given name alone) is never looked up. The names and their tokens are bounded
+   (families/limits.py): two queries per name, however long it is.
 2. Only cases whose person granted family tracing, and that are not shredded, stay.
 3. Each gets a score: name tokens in common (up to 0.6), birth year within two years
    (0.25), the last known place named in the case (0.15). Whereabouts are never read.
+
+`match()` only computes (unsaved candidates): services.process writes them, in a short
+transaction of its own.
 """
 
 from django.conf import settings
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from casework import vault
 from casework.models import Case
 from contacts.models import ConsentEvent, Purpose
 
+from . import limits
 from .models import FamilyRequest, MatchCandidate
 
 NAME_WEIGHT, YEAR_WEIGHT, PLACE_WEIGHT = 0.6, 0.25, 0.15
+# "A whole name, or two tokens of one name together": never one token alone.
+MIN_TOKENS = 2
 
 
 def candidate_cases(family_request: FamilyRequest):
@@ -24,15 +33,26 @@ def candidate_cases(family_request: FamilyRequest):
     common first name alone never makes a candidate (it would be thousands)."""
     index = Case.blind_indexes[0]
     ids = set()
-    for name in family_request.sought_names or []:
-        ids |= vault.candidate_ids(index, name)
-        parts = list(dict.fromkeys(vault.tokens(name)))
-        for i, first in enumerate(parts):
-            for second in parts[i + 1 :]:
-                ids |= vault.candidate_ids(index, f"{first} {second}")
+    for name in limits.bounded_names(family_request.sought_names):
+        ids |= vault.candidate_ids(
+            index, name, min_tokens=MIN_TOKENS, limit=limits.match_rows_per_name()
+        )
+    if not ids:
+        return []
     consenting = tracing_consented(ids)
     cases = Case.objects.filter(pk__in=consenting, data_key__shredded_at__isnull=True)
     return list(cases.select_related("data_key", "team"))
+
+
+def _latest_tracing():
+    return ConsentEvent.objects.filter(purpose=Purpose.TRACING, subject__isnull=True)
+
+
+def tracing_allows(decision, expires_on, today=None) -> bool:
+    """Whether a latest family-tracing decision lets a family's request reach the case:
+    a grant that has not expired (as contacts.consent.consent_state reads it)."""
+    today = today or timezone.localdate()
+    return decision == ConsentEvent.Decision.GRANTED and (expires_on is None or expires_on >= today)
 
 
 def tracing_consented(case_ids) -> set:
@@ -41,9 +61,8 @@ def tracing_consented(case_ids) -> set:
     today = timezone.localdate()
     latest = {}
     events = (
-        ConsentEvent.objects.filter(
-            case_id__in=case_ids, purpose=Purpose.TRACING, subject__isnull=True
-        )
+        _latest_tracing()
+        .filter(case_id__in=case_ids)
         .order_by("case_id", "recorded_at", "id")
         .values_list("case_id", "decision", "expires_on")
     )
@@ -52,12 +71,22 @@ def tracing_consented(case_ids) -> set:
     return {
         cid
         for cid, (decision, expires) in latest.items()
-        if decision == ConsentEvent.Decision.GRANTED and (expires is None or expires >= today)
+        if tracing_allows(decision, expires, today)
     }
 
 
+def with_tracing(candidates):
+    """Candidates annotated with their case's latest family-tracing decision, in the
+    same query (read with tracing_allows): a consent withdrawn after matching shows."""
+    latest = _latest_tracing().filter(case_id=OuterRef("case_id")).order_by("-recorded_at", "-id")
+    return candidates.annotate(
+        tracing_decision=Subquery(latest.values("decision")[:1]),
+        tracing_expires=Subquery(latest.values("expires_on")[:1]),
+    )
+
+
 def score(family_request: FamilyRequest, case: Case) -> tuple[float, list[str]]:
-    wanted = {t for n in family_request.sought_names or [] for t in vault.tokens(n)}
+    wanted = {t for n in limits.bounded_names(family_request.sought_names) for t in vault.tokens(n)}
     have = {t for n in [case.legal_name, *(case.other_names or [])] if n for t in vault.tokens(n)}
     reasons, total = [], 0.0
     if wanted and have:
@@ -82,12 +111,12 @@ def score(family_request: FamilyRequest, case: Case) -> tuple[float, list[str]]:
 
 
 def match(family_request: FamilyRequest) -> list[MatchCandidate]:
+    """The candidates above the threshold, unsaved: reads only, no lock held."""
     found = []
     for case in candidate_cases(family_request):
         value, reasons = score(family_request, case)
         if value >= settings.PASSAGE_MATCH_THRESHOLD:
-            candidate, _ = MatchCandidate.objects.update_or_create(
-                request=family_request, case=case, defaults={"score": value, "reasons": reasons}
+            found.append(
+                MatchCandidate(request=family_request, case=case, score=value, reasons=reasons)
             )
-            found.append(candidate)
     return found

@@ -11,9 +11,11 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from casework import vault
+from casework import audit, vault
 from casework.models import Case, Task
 from contacts.models import Contact
+
+from . import limits
 
 # Crockford's alphabet without I, L, O, U: easy to read out over the phone.
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -109,15 +111,27 @@ class FamilyRequest(vault.DataKeyOwner, vault.VaultModel):
     def check_secret(self, secret: str) -> bool:
         return hmac.compare_digest(self.secret_digest, secret_digest(secret))
 
-    @property
-    def public_status(self) -> str:
-        """What the family sees: received, in progress, a reply is waiting, closed.
-        "Closed" reads the same for no match, declined and screened out."""
-        if self.stage == self.Stage.CLOSED:
+    def family_closed_at(self):
+        """When the family is shown "closed": never earlier than the configured minimum
+        after submission, so a request that matched nothing and closed within minutes
+        reads like one the person declined weeks later. None while it is open."""
+        if self.stage != self.Stage.CLOSED:
+            return None
+        closed = self.closed_at or self.created_at
+        return max(closed, self.created_at + limits.closed_no_earlier_than())
+
+    def family_state(self, now=None) -> str:
+        """What the family sees, by the clock alone: "received" for a fixed time after
+        submission, then "in progress", then "closed" from family_closed_at. Nothing
+        here depends on a match, a hand-over or an answer; "a reply is waiting" is
+        added only when there is something to read (services.shown_to_family)."""
+        now = now or timezone.now()
+        shown_closed = self.family_closed_at()
+        if shown_closed is not None and now >= shown_closed:
             return "closed"
-        if self.stage in (self.Stage.NEW, self.Stage.TRIAGE):
-            return "received"
-        return "in_progress"
+        if now >= self.created_at + limits.received_for():
+            return "in_progress"
+        return "received"
 
 
 class ScreeningFlag(models.Model):
@@ -189,6 +203,23 @@ class FamilyMessage(vault.VaultModel):
 class Disclosure(vault.VaultModel):
     """Contact details to share or a meeting to arrange: released only after a second
     person approved it and the cooling-off period passed, with consent still holding."""
+
+    # Once decided (approved or cancelled) it only moves forward: an approved one is
+    # released or cancelled, once. Database triggers refuse any other change and every
+    # delete; who proposed it and what it is never change (casework/audit.py).
+    append_only = audit.History(
+        open_while={"approved_at": None, "cancelled_at": None},
+        keep=("request", "kind", "proposed_by", "proposed_at", "released_at"),
+        steps=(
+            audit.Step(
+                when={"approved_at": audit.SET, "released_at": None, "cancelled_at": None},
+                to={"released_at": audit.SET},
+            ),
+            audit.Step(
+                when={"released_at": None, "cancelled_at": None}, to={"cancelled_at": audit.SET}
+            ),
+        ),
+    )
 
     vault_owner = "request"
 

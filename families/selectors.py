@@ -5,15 +5,25 @@ from django.utils import timezone
 
 from casework import access
 
+from .matching import tracing_allows, with_tracing
+
 
 def candidates_for(user, fr) -> list:
     """(candidate, visible) pairs, in one query: whether the user may open each
-    candidate case comes from the case rules."""
+    candidate case comes from the case rules; whether its person's consent to family
+    tracing still holds (`c.tracing`), from the consent ledger."""
     visible = access.cases_for_user(user).filter(pk=OuterRef("case_id"))
-    candidates = fr.candidates.select_related("case__data_key", "case__team").annotate(
-        visible=Exists(visible)
+    candidates = with_tracing(
+        fr.candidates.select_related("case__data_key", "case__team").annotate(
+            visible=Exists(visible)
+        )
     )
-    return [(c, c.visible) for c in candidates]
+    today = timezone.localdate()
+    out = []
+    for c in candidates:
+        c.tracing = tracing_allows(c.tracing_decision, c.tracing_expires, today)
+        out.append((c, c.visible))
+    return out
 
 
 def disclosures_for(user, fr) -> list:

@@ -10,18 +10,26 @@ import datetime
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from casework import access, audit, queues, vault
-from casework.models import Priority, TaskAim
+from casework.models import DataKey, Priority, TaskAim
 from contacts import services as contact_services
-from contacts.consent import notice_read, require_consent
+from contacts.consent import ConsentRequired, notice_read, require_consent
 from contacts.models import ConsentEvent, Message, NoticeText, Purpose, Thread
 
 from . import access as family_access
-from .models import Disclosure, FamilyMessage, FamilyRequest, new_secret, secret_digest
+from .models import (
+    Disclosure,
+    FamilyMessage,
+    FamilyRequest,
+    MatchCandidate,
+    ScreeningFlag,
+    new_secret,
+    secret_digest,
+)
 
 REQUESTER_FIELDS = [
     "requester_name",
@@ -62,26 +70,44 @@ def request_submit(*, data: dict, language: str, notice_sha256: str) -> tuple[Fa
 
 
 def process(family_request: FamilyRequest) -> None:
-    """Screening, then matching; idempotent, marks the request processed."""
-    from .matching import match
-    from .screening import screen
+    """Screening, then matching; idempotent, marks the request processed.
 
+    1. Compute, outside any transaction: screening and matching read and decrypt (their
+       work is bounded, families/limits.py) and write nothing, so they hold no lock
+       while they run; on SQLite, nobody else waits for them.
+    2. Write, in one short transaction: a conditional update marks the request
+       processed only if nobody did meanwhile (a second delivery of the task) and the
+       family has not withdrawn it; only then are the flags, the candidates and the
+       event saved.
+    """
+    from . import matching, screening
+
+    if family_request.processed_at is not None or family_request.is_shredded:
+        return
+    flags = screening.screen(family_request)
+    candidates = matching.match(family_request)
+    if settings.PASSAGE_FAULT_DELAY_SECONDS:
+        import time
+
+        time.sleep(settings.PASSAGE_FAULT_DELAY_SECONDS)
     with transaction.atomic():
-        locked = FamilyRequest.objects.select_for_update().filter(pk=family_request.pk).first()
-        if locked is None or locked.processed_at is not None or locked.is_shredded:
-            return
-        flags = screen(family_request)
-        candidates = match(family_request)
-        if settings.PASSAGE_FAULT_DELAY_SECONDS:
-            import time
-
-            time.sleep(settings.PASSAGE_FAULT_DELAY_SECONDS)
-        FamilyRequest.objects.filter(pk=family_request.pk).update(
+        marked = FamilyRequest.objects.filter(
+            pk=family_request.pk,
+            processed_at__isnull=True,
+            data_key__shredded_at__isnull=True,
+        ).update(
             processed_at=timezone.now(),
-            stage=FamilyRequest.Stage.TRIAGE
-            if locked.stage == FamilyRequest.Stage.NEW
-            else locked.stage,
+            stage=models.Case(
+                models.When(
+                    stage=FamilyRequest.Stage.NEW, then=models.Value(FamilyRequest.Stage.TRIAGE)
+                ),
+                default=models.F("stage"),
+            ),
         )
+        if not marked:
+            return  # processed by another run meanwhile, or withdrawn: nothing to write
+        ScreeningFlag.objects.bulk_create(flags)
+        MatchCandidate.objects.bulk_create(candidates)
         audit.record(
             None,
             "family.request.processed",
@@ -108,25 +134,75 @@ def find_for_family(reference: str, secret: str) -> FamilyRequest | None:
     return family_request
 
 
-def replies_for_family(family_request: FamilyRequest) -> list[Message]:
-    if family_request.contact_id is None:
-        return []
-    return list(
+def _consent_holds(case, purpose: str, contact) -> bool:
+    try:
+        require_consent(case, purpose, contact)
+    except ConsentRequired:
+        return False
+    return True
+
+
+def shown_to_family(family_request: FamilyRequest, now=None) -> tuple[str, list, list]:
+    """What the family's status page shows now: (state, replies, shared details).
+
+    1. The state comes from the clock alone (FamilyRequest.family_state): the same
+       for every request at the same age, matched or not.
+    2. "A reply is waiting" only with something to read: a delivered reply, or details
+       released after approval and cooling-off, each shown only while the request is
+       open and the person's consent for it still holds, checked now
+       (require_consent), not only when it was released.
+    3. Until "closed", every request runs the same two queries (its delivered replies,
+       its released details), whether or not it ever reached anyone.
+    """
+    state = family_request.family_state(now)
+    if state == "closed":  # closed reads the same, whatever happened before
+        return state, [], []
+    # Through the request's own id (not its contact, which only a matched request has):
+    # the same SQL for every request.
+    delivered = list(
         Message.objects.filter(
-            thread__contact_id=family_request.contact_id,
+            thread__contact__family_requests=family_request.pk,
             direction=Message.Direction.TO_CONTACT,
             status=Message.Status.DELIVERED,
         ).select_related("thread__case__data_key")
     )
+    released = list(
+        family_request.disclosures.filter(
+            released_at__isnull=False, cancelled_at__isnull=True
+        ).order_by("released_at")
+    )
+    replies, shared = [], []
+    if (delivered or released) and family_request.stage != FamilyRequest.Stage.CLOSED:
+        case, contact = family_request.case, family_request.contact
+        if case is not None and contact is not None and not case.is_shredded:
+            holds = {}
+
+            def allowed(purpose):
+                if purpose not in holds:
+                    holds[purpose] = _consent_holds(case, purpose, contact)
+                return holds[purpose]
+
+            replies = delivered if delivered and allowed(Purpose.RELAY) else []
+            shared = [d for d in released if allowed(d.kind)]
+    for disclosure in shared:
+        disclosure.request = family_request  # its data key, already loaded
+    return ("reply" if replies or shared else state), replies, shared
 
 
 @transaction.atomic
 def family_follow_up(*, family_request: FamilyRequest, body: str) -> None:
-    """A message from the family: into the relay thread for review if there is one,
-    else kept on the request for the caseworker."""
-    if family_request.stage == FamilyRequest.Stage.CLOSED:
+    """A message from the family: into the relay thread for review while the person's
+    consent to relaying holds, else kept on the request for the caseworker. A request
+    closed before the family is shown "closed" takes it like any open one (kept with
+    the request and shredded with it), so the answer never tells an early closing."""
+    if family_request.family_state() == "closed":
         raise ValidationError(_("This request is closed."))
-    if family_request.stage == FamilyRequest.Stage.RELAY and family_request.contact_id:
+    relaying = (
+        family_request.stage == FamilyRequest.Stage.RELAY
+        and family_request.contact_id
+        and _consent_holds(family_request.case, Purpose.RELAY, family_request.contact)
+    )
+    if relaying:
         thread, _created = Thread.objects.get_or_create(
             case=family_request.case, contact=family_request.contact
         )
@@ -139,14 +215,35 @@ def family_follow_up(*, family_request: FamilyRequest, body: str) -> None:
 @transaction.atomic
 def family_withdraw(*, family_request: FamilyRequest) -> None:
     """The family withdraws: the request is shredded now; its index stays as a
-    tombstone for screening."""
-    FamilyRequest.objects.filter(pk=family_request.pk).update(
+    tombstone for screening. A request closed already keeps its outcome."""
+    FamilyRequest.objects.filter(pk=family_request.pk).exclude(
+        stage=FamilyRequest.Stage.CLOSED
+    ).update(
         stage=FamilyRequest.Stage.CLOSED,
         outcome=FamilyRequest.Outcome.WITHDRAWN,
         closed_at=timezone.now(),
     )
     vault.shred(family_request, keep_index=True)
     audit.record(None, "family.request.withdrawn", case=family_request.case, obj=family_request)
+
+
+@transaction.atomic
+def request_shred(*, family_request: FamilyRequest, actor=None, reason: str = "retention") -> None:
+    """Crypto-shred a request at the end of its retention, with its access event; its
+    blind indexes stay as tombstones for screening. Safe to repeat."""
+    live = DataKey.objects.select_for_update().filter(
+        pk=family_request.data_key_id, shredded_at__isnull=True
+    )
+    if not live.exists():
+        return
+    vault.shred(family_request, keep_index=True)
+    audit.record(
+        actor,
+        "family.request.shredded",
+        case=family_request.case,
+        obj=family_request,
+        detail={"reason": reason},
+    )
 
 
 # --- Staff ---------------------------------------------------------------------------------
@@ -186,6 +283,11 @@ def triage_hand_over(*, actor, family_request: FamilyRequest, case):
         raise ValidationError(_("This request has left triage already."))
     if not family_request.candidates.filter(case=case).exists():
         raise ValidationError(_("That case is not among this request's candidates."))
+    if case.is_shredded:
+        raise ValidationError(_("That case is not among this request's candidates."))
+    # Handing over tells the caseworker, and through them the person, that a family is
+    # looking: only while the person's consent to family tracing holds, checked now.
+    require_consent(case, Purpose.TRACING)
     task = queues.task_create(
         actor=actor,
         case=case,
@@ -354,8 +456,6 @@ def disclosure_approve(*, actor, disclosure: Disclosure) -> None:
 def disclosure_release(*, disclosure: Disclosure, actor=None) -> bool:
     """Release if approved, cooled off and the consent still holds; else cancel it when
     the consent is gone. Idempotent (the daily job and a button both call it)."""
-    from contacts.consent import ConsentRequired
-
     family_request = disclosure.request
     if disclosure.released_at or disclosure.cancelled_at or not disclosure.approved_at:
         return False

@@ -192,7 +192,7 @@ def hand_over(request, request_pk):
     else:
         try:
             services.triage_hand_over(actor=request.user, family_request=fr, case=candidate.case)
-        except ValidationError as exc:
+        except (ValidationError, ConsentRequired) as exc:
             report_errors(request, exc)
         else:
             messages.success(

@@ -18,15 +18,15 @@ def process_request(request_id: str) -> None:
 
 @shared_task
 def families_daily() -> None:
-    """Release cooled-off disclosures; shred closed requests past retention (their
-    blind indexes stay as tombstones for screening)."""
-    import datetime
+    """Release cooled-off disclosures; shred closed requests past retention, each with
+    its access event (their blind indexes stay as tombstones for screening).
 
-    from django.conf import settings
+    Retention counts from when the family was shown "closed" (never earlier than the
+    minimum after submission), so when a reference stops working says nothing about
+    how the request ended either."""
+    from django.db.models import Q
 
-    from casework import vault
-
-    from . import services
+    from . import limits, services
     from .models import Disclosure, FamilyRequest
 
     for disclosure in Disclosure.objects.filter(
@@ -36,11 +36,15 @@ def families_daily() -> None:
         release_after__lte=timezone.now(),
     ).select_related("request__data_key", "request__case__data_key", "request__contact"):
         services.disclosure_release(disclosure=disclosure)
-    cutoff = timezone.now() - datetime.timedelta(days=settings.PASSAGE_FAMILY_RETENTION_DAYS)
-    for request in FamilyRequest.objects.filter(
-        stage=FamilyRequest.Stage.CLOSED, closed_at__lt=cutoff, data_key__shredded_at__isnull=True
-    ).select_related("data_key")[:500]:
-        vault.shred(request, keep_index=True)
+    cutoff = timezone.now() - limits.retention()
+    due = FamilyRequest.objects.filter(
+        Q(closed_at__lt=cutoff) | Q(closed_at__isnull=True),
+        stage=FamilyRequest.Stage.CLOSED,
+        created_at__lt=cutoff - limits.closed_no_earlier_than(),
+        data_key__shredded_at__isnull=True,
+    )
+    for request in due.select_related("data_key", "case").order_by("closed_at")[:500]:
+        services.request_shred(family_request=request)
 
 
 @sweeper

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from casework.security import public
 from contacts.models import NoticeText
 
-from . import ratelimit, services
+from . import limits, ratelimit, services
 from .forms import ContactRequestForm, FollowUpForm, StatusForm, looks_automated, started_token
 from .models import FamilyRequest, new_reference, new_secret
 
@@ -60,7 +60,13 @@ def _current(request) -> FamilyRequest | None:
     if not held or time.time() - held.get("at", 0) > SESSION_SECONDS:
         request.session.pop(SESSION_KEY, None)
         return None
-    found = FamilyRequest.objects.select_related("data_key").filter(pk=held["id"]).first()
+    # The case comes in the same query (as ciphertext, never decrypted here), matched
+    # or not, so no page of a matched request runs a query more.
+    found = (
+        FamilyRequest.objects.select_related("data_key", "case__data_key")
+        .filter(pk=held["id"])
+        .first()
+    )
     if found is None or found.is_shredded:
         request.session.pop(SESSION_KEY, None)
         return None
@@ -101,13 +107,7 @@ def status(request):
     found = _current(request)
     if found is None:
         return render(request, "families/status_form.html", {"form": StatusForm()})
-    state = found.public_status
-    replies, shared = [], []
-    if state != "closed":  # closed reads the same, whatever happened before
-        replies = services.replies_for_family(found)
-        shared = list(found.disclosures.filter(released_at__isnull=False))
-        if replies or shared:
-            state = "reply"
+    state, replies, shared = services.shown_to_family(found)
     return render(
         request,
         "families/status.html",
@@ -121,6 +121,18 @@ def status(request):
     )
 
 
+def _follow_up_allowed(request, found) -> bool:
+    """Within the limits per client (any request) and per request (any client). Over
+    either, the message is dropped with the normal answer."""
+    return ratelimit.hit(request, "follow_up", limits.follow_up_rate_per_hour()) and (
+        ratelimit.hit_key(
+            f"follow_up_request:{found.pk}",
+            limits.follow_ups_per_request_per_day(),
+            window=24 * 3600,
+        )
+    )
+
+
 @public
 @sensitive_post_parameters("body")
 @require_POST
@@ -129,8 +141,9 @@ def follow_up(request):
     if found is None:
         return redirect("family_status")
     form = FollowUpForm(request.POST)
-    if form.is_valid() and found.stage != FamilyRequest.Stage.CLOSED:
-        services.family_follow_up(family_request=found, body=form.cleaned_data["body"])
+    if form.is_valid() and found.family_state() != "closed":
+        if _follow_up_allowed(request, found):
+            services.family_follow_up(family_request=found, body=form.cleaned_data["body"])
         messages.success(request, _("Your message was received. We pass it on only if they agree."))
     else:
         messages.error(request, _("Write your message (at most 5,000 characters)."))

@@ -6,9 +6,8 @@ import pytest
 from django.urls import URLResolver, get_resolver
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import TOTP
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from casework.models import Role, Team, User
+from casework.models import Role, Team, User, VaultTOTPDevice
 
 PASSWORD = "correct-horse-battery-9"
 SAMPLE_UUID = "6f1c2b1e-8d1a-4f3e-9c55-0b7d3a1e2f40"
@@ -19,7 +18,7 @@ def make_user(username, role=None, *, device=True, **extra) -> User:
     if role:
         user.groups.add(Role.group(role))
     if device:
-        TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+        VaultTOTPDevice.objects.create(user=user, name="phone", confirmed=True)
     return user
 
 
@@ -34,7 +33,7 @@ def totp_now(user, offset=0) -> str:
     """The code the user's authenticator shows now (offset in steps)."""
     import time
 
-    device = TOTPDevice.objects.get(user=user, confirmed=True)
+    device = VaultTOTPDevice.objects.get(user=user, confirmed=True)
     totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
     totp.time = time.time() + offset * device.step
     return f"{totp.token():0{device.digits}d}"
@@ -43,7 +42,7 @@ def totp_now(user, offset=0) -> str:
 def login_verified(client, user):
     """Log in with both factors done (as if the TOTP step had passed)."""
     client.force_login(user)
-    device = TOTPDevice.objects.get(user=user, confirmed=True)
+    device = VaultTOTPDevice.objects.get(user=user, confirmed=True)
     session = client.session
     session[DEVICE_ID_SESSION_KEY] = device.persistent_id
     session.save()

@@ -555,9 +555,10 @@ def _grant_work(grants: dict) -> None:
 def _verified_client(user) -> Client:
     """A client logged in as `user` with a confirmed TOTP device verified in the session."""
     from django_otp import DEVICE_ID_SESSION_KEY
-    from django_otp.plugins.otp_totp.models import TOTPDevice
 
-    device = TOTPDevice.objects.create(user=user, name="benchmark", confirmed=True)
+    from casework.models import VaultTOTPDevice
+
+    device = VaultTOTPDevice.objects.create(user=user, name="benchmark", confirmed=True)
     # 127.0.0.1: the development profile's ALLOWED_HOSTS (run() sets up no test
     # environment, so "testserver" is not allowed).
     client = Client(HTTP_HOST="127.0.0.1")

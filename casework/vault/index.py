@@ -196,27 +196,53 @@ def update_blind_indexes(instance, *, only_if_dirty=True, adding=False) -> None:
     )
 
 
-def candidate_ids(index: BlindIndex, term: str) -> set:
-    """Row ids the index offers for `term`: the whole value, or all of its tokens.
+def candidate_ids(
+    index: BlindIndex,
+    term: str,
+    *,
+    min_tokens: int | None = None,
+    limit: int | None = None,
+    among=None,
+) -> set:
+    """Row ids the index offers for `term`.
 
-    Two queries, both answered from the (index, kind, value) index; the tokens are
-    intersected in the database, so a common first name costs no transfer of its rows.
+    1. Without `min_tokens`: rows holding the whole value, or every token of it.
+    2. With `min_tokens` (k): rows holding the whole value, or at least k of its distinct
+       tokens together. A term of fewer than k tokens offers nothing, not even by its
+       whole value: with k = 2, a given name alone ("Maryam") is no name to look up.
+    3. `among` (a queryset of row ids) keeps only those rows, in the database; `limit`
+       bounds the rows offered each way, those sharing the most tokens first.
+
+    Two queries, both answered from the (index, kind, value) index. Tokens are counted
+    per row in the database (GROUP BY row, HAVING enough tokens), so a common first name
+    costs no transfer of its rows, and a term of many tokens costs no more queries than
+    a term of two (no lookup per pair of tokens).
     """
+    from django.db.models import Count
+
     from ..models import BlindIndexEntry
 
     key = index.key()
     whole = index.whole(term)
-    if not whole:
+    parts = set(index.parts(term))
+    if not whole or (min_tokens is not None and len(parts) < min_tokens):
         return set()
     entries = BlindIndexEntry.objects.filter(index=index.name)
-    ids = set(
-        entries.filter(kind="w", value=index.hash(whole, "w", key)).values_list("row_id", flat=True)
-    )
-    hashes = {index.hash(t, "t", key) for t in index.parts(term)}
-    wanted = [entries.filter(kind="t", value=h) for h in hashes]
-    if wanted:
-        first, *rest = (q.values_list("row_id", flat=True) for q in wanted)
-        ids.update(first.intersection(*rest) if rest else first)
+    if among is not None:
+        entries = entries.filter(row_id__in=among)
+    wholes = entries.filter(kind="w", value=index.hash(whole, "w", key)).order_by("row_id")
+    ids = set(wholes.values_list("row_id", flat=True)[:limit])
+    hashes = {index.hash(t, "t", key) for t in parts}
+    need = len(hashes) if min_tokens is None else min_tokens
+    if hashes and len(hashes) >= need:
+        rows = (
+            entries.filter(kind="t", value__in=sorted(hashes))
+            .values("row_id")
+            .annotate(shared=Count("value", distinct=True))
+            .filter(shared__gte=need)
+            .order_by("-shared", "row_id")
+        )
+        ids.update(row["row_id"] for row in rows[:limit])
     return ids
 
 

@@ -5,9 +5,8 @@ from django.contrib.auth.hashers import check_password
 from django.contrib.sessions.models import Session
 from django.test import Client
 from django.urls import resolve, reverse
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from casework.models import BackupCode, BackupCodeDevice, Role
+from casework.models import BackupCode, BackupCodeDevice, Role, VaultTOTPDevice
 from tests.base import PASSWORD, login_verified, make_user, totp_now, url_patterns
 
 pytestmark = pytest.mark.django_db
@@ -27,6 +26,13 @@ def test_url_walk_finds_staff_and_admin_patterns():
     names = {name for name, _path in url_patterns()}
     # The walk must see our own pages and the admin's, or the sweeps below prove nothing.
     assert {"home", "verify", "enrol", "admin:index", "admin:casework_user_change"} <= names
+    # The holder's links and the administrator's account actions are walked too.
+    assert {
+        "admin:account_password_set",
+        "admin:account_enrolment_link",
+        "admin:casework_user_reset_second_factor",
+        "admin:casework_user_send_password_reset",
+    } <= names
 
 
 def test_every_staff_url_sends_anonymous_to_login(client):
@@ -96,10 +102,10 @@ def test_enrolment_shows_a_qr_code_and_confirms_the_device(client, db):
     page = client.get(reverse("enrol"))
     assert page.status_code == 200
     assert "<svg" in page.content.decode()
-    device = TOTPDevice.objects.get(user=user, confirmed=False)
+    device = VaultTOTPDevice.objects.get(user=user, confirmed=False)
     # Same unconfirmed device on reload: the secret in the app stays valid.
     client.get(reverse("enrol"))
-    assert TOTPDevice.objects.filter(user=user).count() == 1
+    assert VaultTOTPDevice.objects.filter(user=user).count() == 1
     device.confirmed = True  # only to compute the code with the helper
     device.save()
     code = totp_now(user)
@@ -107,7 +113,7 @@ def test_enrolment_shows_a_qr_code_and_confirms_the_device(client, db):
     device.save()
     response = client.post(reverse("enrol"), {"otp_token": code})
     assert response.status_code == 200
-    assert TOTPDevice.objects.get(user=user).confirmed
+    assert VaultTOTPDevice.objects.get(user=user).confirmed
     codes = response.context["codes"]
     assert len(codes) == 10
     assert client.get(reverse("home")).status_code == 200

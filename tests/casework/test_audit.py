@@ -512,3 +512,283 @@ def test_the_orm_cannot_delete_events_either(personas):
     with pytest.raises(Error), transaction.atomic():
         AccessEvent.objects.all().delete()
     assert AccessEvent.objects.count() == 1
+
+
+# --- Every history is append-only at the database (issue 12, item 7) ------------------------------
+@pytest.fixture
+def history(personas, settings):
+    """One row of every history table, each settled: a note, stage changes, task events,
+    consent events, relayed messages once reviewed (approved, delivered, returned,
+    blocked), one still waiting for review, and an approved disclosure."""
+    from casework import queues
+    from contacts import services as contact_services
+    from contacts.models import NoticeText
+    from families import services as family_services
+    from families.models import Disclosure, FamilyRequest
+
+    settings.PASSAGE_COOLING_OFF_HOURS = 0
+    cw, coord = personas.caseworker, personas.coordinator
+    case = make_case(personas)
+    note = services.note_add(actor=cw, case=case, body="first contact", restricted=False)
+    services.case_change_stage(actor=cw, case=case, stage="refuge")
+    task = queues.task_create(actor=cw, case=case, title="Call back", aim="support")
+    queues.task_comment(actor=cw, task=task, comment="Left a message.")
+    contact = contact_services.contact_save(
+        actor=cw, case=case, data={"kind": "family", "name": "Mother", "relationship": "mother"}
+    )
+    for purpose in ("relay", "share_contact"):
+        contact_services.consent_record(
+            actor=cw,
+            case=case,
+            purpose=purpose,
+            decision="granted",
+            method="in_person",
+            counterpart=contact,
+            notice=NoticeText.current(purpose, "en"),
+        )
+
+    def message(body, decision=None):
+        sent = contact_services.message_submit(
+            actor=cw, case=case, contact=contact, direction="to_contact", body=body
+        )
+        if decision:
+            contact_services.message_review(
+                actor=coord, case=case, message=sent, decision=decision, reason="Reviewed."
+            )
+        return Message.objects.get(pk=sent.pk)
+
+    from contacts.models import Message
+
+    messages = {
+        "approved": message("approved", "approve"),
+        "delivered": message("delivered", "approve"),
+        "returned": message("returned", "return"),
+        "blocked": message("blocked", "block"),
+        "pending": message("pending"),
+    }
+    contact_services.message_deliver(actor=cw, case=case, message=messages["delivered"])
+    messages["delivered"].refresh_from_db()
+
+    family, _secret = family_services.request_submit(
+        data={"requester_name": "Parent", "sought_names": ["Somebody Else"], "message": "m"},
+        language="en",
+        notice_sha256="x" * 64,
+    )
+    FamilyRequest.objects.filter(pk=family.pk).update(stage="handed", case=case, contact=contact)
+    family = FamilyRequest.objects.select_related("data_key").get(pk=family.pk)
+    family_services.record_answer(
+        actor=cw,
+        family_request=family,
+        answer="share_contact",
+        method="in_person",
+        details="An e-mail address agreed with the person.",
+    )
+    disclosure = Disclosure.objects.get(request=family)
+    family_services.disclosure_approve(actor=coord, disclosure=disclosure)
+    disclosure.refresh_from_db()
+    from contacts.models import ConsentEvent
+
+    return {
+        "case": case,
+        "note": note,
+        "stage_change": case.stage_changes.last(),
+        "task_event": task.history.last(),
+        "consent_event": ConsentEvent.objects.filter(case=case).last(),
+        "access_event": AccessEvent.objects.order_by("seq").last(),
+        "disclosure": disclosure,
+        **{f"{name}_message": m for name, m in messages.items()},
+    }
+
+
+# A plain (unencrypted) field of each settled row and a value it must never take.
+QUERYSET_UPDATES = {
+    "note": {"restricted": True},
+    "stage_change": {"to_stage": "closed"},
+    "task_event": {"kind": "status"},
+    "consent_event": {"decision": "withdrawn"},
+    "access_event": {"action": "case.nothing_to_see"},
+    "approved_message": {"status": "pending"},
+    "delivered_message": {"status": "approved"},
+    "returned_message": {"status": "pending"},
+    "blocked_message": {"status": "approved"},
+    "disclosure": {"kind": "meet"},
+}
+HISTORY_ROWS = sorted(QUERYSET_UPDATES)
+
+
+@pytest.mark.parametrize("row", HISTORY_ROWS)
+def test_a_queryset_update_of_a_history_row_fails_at_the_database(history, row):
+    obj = history[row]
+    with pytest.raises(Error), transaction.atomic():
+        type(obj).objects.filter(pk=obj.pk).update(**QUERYSET_UPDATES[row])
+    ((field, value),) = QUERYSET_UPDATES[row].items()
+    assert getattr(type(obj).objects.get(pk=obj.pk), field) != value
+
+
+@pytest.mark.parametrize("row", [*HISTORY_ROWS, "pending_message"])
+def test_a_queryset_delete_of_a_history_row_fails_at_the_database(history, row):
+    obj = history[row]
+    with pytest.raises(Error), transaction.atomic():
+        type(obj).objects.filter(pk=obj.pk).delete()
+    assert type(obj).objects.filter(pk=obj.pk).exists()
+
+
+def test_a_case_cannot_be_deleted_only_shredded(history, personas):
+    from casework.models import Case, Note
+
+    case = history["case"]
+    with pytest.raises(Error), transaction.atomic():
+        Case.objects.filter(pk=case.pk).delete()
+    assert Note.objects.filter(case=case).exists()
+    services.case_shred(case=Case.objects.get(pk=case.pk), actor=personas.coordinator)
+    case = Case.objects.get(pk=case.pk)
+    assert case.is_shredded
+    for row in HISTORY_ROWS:  # the rows stay; nobody can read them any more
+        assert type(history[row]).objects.filter(pk=history[row].pk).exists(), row
+
+
+def _other_value(field, current):
+    """A value of the field's type that differs from `current` (for a raw UPDATE)."""
+    import uuid as uuid_
+
+    kind = field.get_internal_type()
+    if field.is_relation:
+        target = field.target_field
+        if target.get_internal_type() == "UUIDField":
+            return uuid_.uuid4().hex if connection.vendor == "sqlite" else uuid_.uuid4()
+        return 987_654_321
+    if kind in ("BinaryField",):
+        return b"\x01changed"
+    if kind in ("DateTimeField",):
+        return datetime.datetime(2001, 2, 3, 4, 5, 6, tzinfo=datetime.UTC)
+    if kind == "DateField":
+        return datetime.date(2001, 2, 3)
+    if kind == "BooleanField":
+        return not current
+    if kind.endswith("IntegerField") or kind == "BigAutoField" or kind == "AutoField":
+        return (current or 0) + 7
+    if kind == "JSONField":
+        return json.dumps({"changed": True})
+    if kind == "GenericIPAddressField":
+        return "192.0.2.99"
+    if kind == "UUIDField":
+        return uuid_.uuid4().hex if connection.vendor == "sqlite" else uuid_.uuid4()
+    return "changed"
+
+
+# What a settled row may still do, column by column (each step is tested on its own below).
+STILL_ALLOWED = {"disclosure": {"released_at", "cancelled_at"}}
+
+
+@pytest.mark.parametrize("row", HISTORY_ROWS)
+def test_no_column_of_a_settled_history_row_can_change(history, row):
+    """Raw SQL, column by column: the database refuses every change (the ORM aside), but
+    the steps forward a settled row may still take."""
+    obj = history[row]
+    model = type(obj)
+    table, pk = model._meta.db_table, model._meta.pk
+    pk_value = pk.get_db_prep_value(obj.pk, connection)
+    refused = []
+    for field in model._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        value = _other_value(field, field.value_from_object(obj) if not field.is_relation else None)
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {table} SET {field.column} = %s WHERE {pk.column} = %s",
+                    [value, pk_value],
+                )
+                transaction.set_rollback(True)  # each column on its own, from the settled row
+        except Error as exc:
+            if "append-only" in str(exc):
+                refused.append(field.name)
+            else:
+                raise
+    names = [f.name for f in model._meta.concrete_fields if not f.primary_key]
+    assert refused == [n for n in names if n not in STILL_ALLOWED.get(row, ())]
+
+
+def test_a_message_moves_only_forward_once_reviewed(history, personas):
+    from contacts import services as contact_services
+    from contacts.models import Message
+
+    approved = history["approved_message"]
+    # The allowed steps: approved -> delivered (with its time), approved -> stopped.
+    contact_services.message_deliver(
+        actor=personas.caseworker, case=history["case"], message=approved
+    )
+    approved.refresh_from_db()
+    assert approved.status == "delivered" and approved.delivered_at is not None
+    with pytest.raises(Error), transaction.atomic():
+        Message.objects.filter(pk=approved.pk).update(delivered_at=None)
+    with pytest.raises(Error), transaction.atomic():
+        Message.objects.filter(pk=history["returned_message"].pk).update(
+            status="delivered", delivered_at=timezone.now()
+        )
+    with pytest.raises(Error), transaction.atomic():
+        Message.objects.filter(pk=history["blocked_message"].pk).update(status="stopped")
+    # While waiting for review it may still be reviewed or stopped; its author never changes.
+    pending = history["pending_message"]
+    with pytest.raises(Error), transaction.atomic():
+        Message.objects.filter(pk=pending.pk).update(created_by=personas.coordinator)
+    assert Message.objects.filter(pk=pending.pk).update(status="stopped") == 1
+
+
+def test_withdrawing_consent_still_stops_an_approved_message(history, personas):
+    from contacts import services as contact_services
+    from contacts.models import ConsentEvent, Message
+
+    grant = ConsentEvent.objects.filter(case=history["case"], purpose="relay").first()
+    contact_services.consent_withdraw(
+        actor=personas.caseworker, case=history["case"], event=grant, method="in_person"
+    )
+    assert Message.objects.get(pk=history["approved_message"].pk).status == "stopped"
+    assert Message.objects.get(pk=history["pending_message"].pk).status == "stopped"
+    assert Message.objects.get(pk=history["delivered_message"].pk).status == "delivered"
+
+
+def test_an_approved_disclosure_is_released_once_and_then_frozen(history, personas):
+    from families import services as family_services
+    from families.models import Disclosure
+
+    disclosure = history["disclosure"]
+    with pytest.raises(Error), transaction.atomic():
+        Disclosure.objects.filter(pk=disclosure.pk).update(approved_by=personas.caseworker)
+    assert family_services.disclosure_release(disclosure=disclosure, actor=personas.coordinator)
+    for change in ({"released_at": None}, {"cancelled_at": timezone.now()}):
+        with pytest.raises(Error), transaction.atomic():
+            Disclosure.objects.filter(pk=disclosure.pk).update(**change)
+    assert Disclosure.objects.get(pk=disclosure.pk).released_at is not None
+
+
+def test_every_append_only_table_has_its_triggers(db):
+    tables = dict(audit.append_only_tables())
+    expected = {
+        "casework_accessevent",
+        "casework_note",
+        "casework_stagechange",
+        "casework_taskevent",
+        "contacts_consentevent",
+        "contacts_message",
+        "families_disclosure",
+    }
+    assert expected <= set(tables)
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("SELECT tbl_name, name FROM sqlite_master WHERE type = 'trigger'")
+        else:
+            cursor.execute(
+                "SELECT c.relname, t.tgname FROM pg_trigger t "
+                "JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal"
+            )
+        installed = {}
+        for table, name in cursor.fetchall():
+            installed.setdefault(table, set()).add(name)
+    for table in tables:
+        want = (
+            {f"{table}_no_update", f"{table}_no_delete", f"{table}_no_replace"}
+            if connection.vendor == "sqlite"
+            else {f"{table}_append_only", f"{table}_no_truncate"}
+        )
+        assert want <= installed.get(table, set()), table

@@ -3,7 +3,7 @@ import io
 import pytest
 from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -461,6 +461,46 @@ def test_closing_sets_retention_and_the_daily_job_shreds(world, personas, settin
     response = client.get(reverse("case_detail", args=[case.pk]))
     assert response.status_code == 410 and "shredded" in response.content.decode()
     assert Whereabouts.objects.filter(case=case).exists()  # rows stay; nobody can read them
+
+
+def _blob_paths(case):
+    from casework.vault.files import _file_path
+
+    return [_file_path(a.blob_name) for a in Attachment.objects.filter(case=case)]
+
+
+def test_a_rolled_back_shred_leaves_the_attachment_files(
+    world, personas, django_capture_on_commit_callbacks
+):
+    case = world["case"]
+    paths = _blob_paths(case)
+    assert paths and all(p.exists() for p in paths)
+
+    class Interrupted(Exception):
+        pass
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        with pytest.raises(Interrupted), transaction.atomic():
+            services.case_shred(case=case, actor=personas.coordinator)
+            raise Interrupted  # e.g. the next statement fails, or the worker dies
+    assert callbacks == []
+    assert all(p.exists() for p in paths)
+    assert not Case.objects.get(pk=case.pk).is_shredded
+    assert not AccessEvent.objects.filter(action="case.shredded").exists()
+
+
+def test_a_committed_shred_deletes_the_attachment_files(
+    world, personas, django_capture_on_commit_callbacks
+):
+    case = world["case"]
+    paths = _blob_paths(case)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        services.case_shred(case=case, actor=personas.coordinator)
+    assert all(p.exists() for p in paths)  # not before the commit
+    for callback in callbacks:
+        callback()
+    assert paths and not any(p.exists() for p in paths)
+    assert Case.objects.get(pk=case.pk).is_shredded
 
 
 def test_opening_a_case_grants_the_caseworker_and_logs(personas):

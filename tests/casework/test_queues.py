@@ -249,6 +249,82 @@ def test_coordinators_edit_checklists(personas):
     assert login_verified(Client(), personas.caseworker).get(url).status_code == 403
 
 
+def checklist_post(template, *, add=(), delete=(), **fields):
+    """The checklist page's form as a browser posts it: its items, some to delete, new ones."""
+    items = list(template.items.all()) if template.pk else []
+    data = {
+        "name": template.name,
+        "aim": template.aim,
+        "active": "on",
+        "items-TOTAL_FORMS": str(len(items) + len(add)),
+        "items-INITIAL_FORMS": str(len(items)),
+        "items-MIN_NUM_FORMS": "0",
+        "items-MAX_NUM_FORMS": "1000",
+        **fields,
+    }
+    rows = [
+        {
+            "id": item.pk,
+            "title": item.title,
+            "priority": item.priority,
+            "due_in_days": item.due_in_days,
+            "position": item.position,
+            **({"DELETE": "on"} if item.title in delete else {}),
+        }
+        for item in items
+    ] + [{"title": title, "priority": 2, "due_in_days": 10, "position": 9} for title in add]
+    for i, row in enumerate(rows):
+        data.update({f"items-{i}-{k}": v for k, v in row.items()})
+        if template.pk:
+            data[f"items-{i}-template"] = template.pk
+    return data
+
+
+def test_a_checklist_edit_writes_its_access_event(personas):
+    client = login_verified(Client(), personas.coordinator)
+    template = TaskTemplate.objects.get(name="Counselling and support")
+    first = template.items.first()
+    url = reverse("task_template_edit", args=[template.pk])
+    data = checklist_post(template, add=["Peer group"], delete=[first.title], aim="refuge")
+    assert client.post(url, data).status_code == 302
+    assert set(template.items.values_list("title", flat=True)) >= {"Peer group"}
+    assert not template.items.filter(pk=first.pk).exists()
+    event = AccessEvent.objects.get(action="checklist.updated")
+    assert event.actor == personas.coordinator
+    assert (event.object_type, event.object_id) == ("tasktemplate", str(template.pk))
+    assert event.fields == ["aim"]
+    assert event.detail == {"items_added": 1, "items_changed": 0, "items_removed": 1}
+    assert "Peer group" not in str(event.detail)
+
+
+def test_a_new_checklist_writes_its_access_event(personas):
+    client = login_verified(Client(), personas.coordinator)
+    data = checklist_post(TaskTemplate(name="Housing", aim="resettlement"), add=["Viewing"])
+    assert client.post(reverse("task_template_new"), data).status_code == 302
+    template = TaskTemplate.objects.get(name="Housing")
+    assert list(template.items.values_list("title", flat=True)) == ["Viewing"]
+    event = AccessEvent.objects.get(action="checklist.created")
+    assert event.object_id == str(template.pk)
+    assert event.detail == {"items_added": 1, "items_changed": 0, "items_removed": 0}
+
+
+def test_an_unchanged_checklist_writes_nothing(personas):
+    client = login_verified(Client(), personas.coordinator)
+    template = TaskTemplate.objects.get(name="Counselling and support")
+    url = reverse("task_template_edit", args=[template.pk])
+    assert client.post(url, checklist_post(template)).status_code == 302
+    assert not AccessEvent.objects.filter(action__startswith="checklist.").exists()
+
+
+def test_only_coordinators_edit_checklists_through_the_service(personas):
+    template = TaskTemplate.objects.get(name="Counselling and support")
+    with pytest.raises(PermissionDenied):
+        queues.template_save(
+            actor=personas.caseworker, template=template, data={"name": "x"}, items=[]
+        )
+    assert TaskTemplate.objects.get(pk=template.pk).name == "Counselling and support"
+
+
 def test_daily_job_run_twice_sends_each_email_once_without_names(case, personas):
     cw, coord = personas.caseworker, personas.coordinator
     cw.email, coord.email = "cw@example.org", "coord@example.org"

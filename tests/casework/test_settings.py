@@ -1,6 +1,7 @@
 """The production profile, run as production runs it: manage.py in a fresh process."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,18 +22,31 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def production_env(tmp_path, **extra):
-    drop = ("DEBUG", "DATABASE_URL", "DJANGO_ALLOW_ASYNC_UNSAFE", "REDIS_URL", "CELERY_BROKER_URL")
+    """The production profile: DEBUG off, a secret key of its own, Redis as broker and
+    cache (checks do not connect to it). An extra of None removes that variable."""
+    import secrets
+
+    drop = (
+        "DEBUG",
+        "DATABASE_URL",
+        "DJANGO_ALLOW_ASYNC_UNSAFE",
+        "REDIS_URL",
+        "CELERY_BROKER_URL",
+        "PASSAGE_FAULT_DELAY_SECONDS",
+    )
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(
-        SECRET_KEY="k" * 20 + "-production-secret-3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c",
+        SECRET_KEY=secrets.token_urlsafe(50),
         ALLOWED_HOSTS="passage.example.org",
         DATABASE_URL=f"sqlite:///{tmp_path / 'prod.sqlite3'}",
         PASSAGE_KEYRING=str(tmp_path / "keyring.json"),
         PASSAGE_VAR_DIR=str(tmp_path / "var"),
         DJANGO_SETTINGS_MODULE="config.settings",
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
+        REDIS_URL="redis://127.0.0.1:6379/1",
     )
     env.update(extra)
-    return env
+    return {k: v for k, v in env.items() if v is not None}
 
 
 def manage(env, *args):
@@ -45,6 +59,48 @@ def test_check_deploy_is_clean_in_the_production_profile(tmp_path):
     result = manage(production_env(tmp_path), "check", "--deploy", "--fail-level", "WARNING")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+# Each is an Error (not a warning) of `check --deploy` in the production profile.
+UNSAFE = {
+    # No broker: screening and matching would run inside the family's request, so its
+    # duration and query count would tell whether the name matched anyone.
+    "no broker": ({"CELERY_BROKER_URL": None}, "passage.E010"),
+    "the development secret key": (
+        {"SECRET_KEY": "dev-only-insecure-key-do-not-use-in-production-" + "x" * 16},
+        "passage.E011",
+    ),
+    "the README's placeholder key": ({"SECRET_KEY": "<50+ random characters>"}, "passage.E011"),
+    "any host": ({"ALLOWED_HOSTS": "passage.example.org,*"}, "passage.E012"),
+    "a fault-injection delay": ({"PASSAGE_FAULT_DELAY_SECONDS": "0.5"}, "passage.E013"),
+    # A local-memory cache: rate limits would count per process.
+    "no shared cache": ({"REDIS_URL": None}, "passage.E014"),
+}
+
+
+@pytest.mark.parametrize("unsafe", sorted(UNSAFE))
+def test_check_deploy_refuses_an_unsafe_production_setting(tmp_path, unsafe):
+    change, code = UNSAFE[unsafe]
+    env = production_env(tmp_path, **change)
+    result = manage(env, "check", "--deploy", "--fail-level", "ERROR")
+    assert result.returncode != 0, result.stdout
+    assert f"ERRORS:\n?: ({code})" in result.stderr, result.stderr
+    others = set(re.findall(r"\(passage\.E\d+\)", result.stderr)) - {f"({code})"}
+    assert others == set(), result.stderr  # that one setting, nothing else
+
+
+def test_the_deploy_checks_leave_the_development_profile_alone(tmp_path):
+    env = production_env(
+        tmp_path,
+        DEBUG="1",
+        SECRET_KEY=None,
+        REDIS_URL=None,
+        CELERY_BROKER_URL="filesystem://",  # as `make run` starts it
+        ALLOWED_HOSTS=None,
+    )
+    result = manage(env, "check", "--deploy")
+    assert "passage.E01" not in result.stderr, result.stderr
+    assert manage(env, "check").returncode == 0
 
 
 def test_production_refuses_to_start_without_a_secret_key(tmp_path):

@@ -220,20 +220,32 @@ def test_status_page_wrong_secret_and_unknown_reference_look_the_same():
     assert "could not find" in wrong.content.decode()
 
 
-def test_the_family_sees_each_state(personas):
+def test_the_family_sees_each_state(personas, monkeypatch, settings):
+    """Received, then in progress by the clock alone (not by a hand-over); a reply as
+    soon as one is delivered; closed no earlier than the minimum after submission."""
+    import datetime
+
+    from django.utils import timezone
+
+    settings.PASSAGE_FAMILY_RECEIVED_HOURS = 72
+    settings.PASSAGE_FAMILY_CLOSED_AFTER_DAYS = 90
+    start = timezone.now()
+    clock = {"now": start}
+    monkeypatch.setattr("django.utils.timezone.now", lambda: clock["now"])
     client = Client()
     reference, secret = submit(client)
-    assert (
-        client.post(
-            "/contact/status/", {"reference": reference.lower(), "secret": secret.lower()}
-        ).status_code
-        == 302
-    )
-    assert "Received." in client.get("/contact/status/").content.decode()
+
+    def page():
+        client.post("/contact/status/", {"reference": reference.lower(), "secret": secret.lower()})
+        return client.get("/contact/status/").content.decode()
+
+    assert "Received." in page()
     request = FamilyRequest.objects.get(reference=reference)
     case = make_case(personas.team, actor=personas.coordinator, name="Sara Rahimi")
     FamilyRequest.objects.filter(pk=request.pk).update(stage="handed", case=case)
-    assert "In progress." in client.get("/contact/status/").content.decode()
+    assert "Received." in page()  # a hand-over changes nothing the family sees
+    clock["now"] = start + datetime.timedelta(hours=73)
+    assert "In progress." in page()
     contact = contact_services.contact_save(
         actor=personas.coordinator, case=case, data={"kind": "family", "name": "Parvin"}
     )
@@ -248,7 +260,7 @@ def test_the_family_sees_each_state(personas):
     )
     FamilyRequest.objects.filter(pk=request.pk).update(stage="relay", contact=contact)
     reply = contact_services.message_submit(
-        actor=personas.coordinator,
+        actor=personas.caseworker,
         case=case,
         contact=contact,
         direction="to_contact",
@@ -258,10 +270,15 @@ def test_the_family_sees_each_state(personas):
         actor=personas.coordinator, case=case, message=reply, decision="approve"
     )
     contact_services.message_deliver(actor=personas.coordinator, case=case, message=reply)
-    page = client.get("/contact/status/").content.decode()
-    assert "A reply is waiting." in page and "I am safe. Sara" in page
-    FamilyRequest.objects.filter(pk=request.pk).update(stage="closed", outcome="declined")
-    closed = client.get("/contact/status/").content.decode()
+    shown = page()
+    assert "A reply is waiting." in shown and "I am safe. Sara" in shown
+    FamilyRequest.objects.filter(pk=request.pk).update(
+        stage="closed", outcome="declined", closed_at=clock["now"]
+    )
+    shown = page()
+    assert "In progress." in shown and "I am safe" not in shown  # closed, not shown yet
+    clock["now"] = start + datetime.timedelta(days=90, minutes=1)
+    closed = page()
     assert "Closed." in closed and "declined" not in closed.lower()
 
 
@@ -345,7 +362,9 @@ hostile = st.lists(
 def well_formed(name, names, message, place) -> bool:
     """The form's rules, restated: after stripping, a name (at most 200 characters), one
     to ten names of at most 200 characters one per line, a message, a place of at most
-    200 characters or none; no NUL character anywhere."""
+    200 characters or none; no NUL character anywhere; each name (the requester's and
+    each one sought) of at most 8 parts once normalised."""
+    from casework import vault
 
     def fits(text, limit, required=True):
         text = text.strip()
@@ -357,6 +376,7 @@ def well_formed(name, names, message, place) -> bool:
         and fits(names, 2000)
         and 1 <= len(lines) <= 10
         and all(len(line) <= 200 for line in lines)
+        and all(len(vault.tokens(n)) <= 8 for n in [name.strip(), *lines])
         and fits(message, 5000)
         and fits(place, 200, required=False)
     )
@@ -492,7 +512,7 @@ def test_declining_cancels_a_proposed_disclosure_and_the_family_sees_only_closed
         services.disclosure_approve(actor=personas.coordinator, disclosure=disclosure)
     client.post("/contact/status/", {"reference": reference, "secret": secret})
     page = client.get("/contact/status/").content.decode()
-    assert "Closed." in page and "Library" not in page
+    assert "Received." in page and "Library" not in page  # "closed" comes on schedule
     with pytest.raises(ValidationError):
         services.triage_hand_over(actor=personas.coordinator, family_request=request, case=case)
 

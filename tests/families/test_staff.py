@@ -16,7 +16,7 @@ from casework import services as case_services
 from casework.models import AccessEvent, Role, Task, TaskAim, Team
 from contacts import services as contact_services
 from contacts.models import ConsentEvent, Contact, Message, NoticeText, Thread
-from families import services, staff_urls
+from families import limits, services, staff_urls
 from families.models import Disclosure, FamilyMessage, FamilyRequest, ScreeningFlag
 from tests.base import grant, login_verified, make_case, make_team, make_user
 
@@ -363,7 +363,9 @@ def test_screened_out_is_offered_only_for_flagged_requests(personas, matched):
 
 
 # --- The person's answer -------------------------------------------------------------------------
-def test_decline_closes_and_reads_to_the_family_exactly_like_no_match(personas, case, matched):
+def test_decline_closes_and_reads_to_the_family_exactly_like_no_match(
+    personas, case, matched, monkeypatch
+):
     fr, secret = matched
     fr = hand_over(personas, fr, case)
     response = answer(login_verified(Client(), personas.caseworker), fr, "decline")
@@ -378,6 +380,13 @@ def test_decline_closes_and_reads_to_the_family_exactly_like_no_match(personas, 
     login_verified(Client(), personas.coordinator).post(
         reverse("family_close", args=[nomatch.pk]), {"outcome": "no_match"}
     )
+    nomatch_page = family_status(nomatch.reference, nomatch_secret)
+    assert "Received." in declined_page  # both closed, neither shown closed yet
+    assert neutral(declined_page, fr.reference) == neutral(nomatch_page, nomatch.reference)
+    # Past the minimum time before "closed", both read closed, alike.
+    later = timezone.now() + limits.closed_no_earlier_than() + datetime.timedelta(days=1)
+    monkeypatch.setattr("django.utils.timezone.now", lambda: later)
+    declined_page = family_status(fr.reference, secret)
     nomatch_page = family_status(nomatch.reference, nomatch_secret)
     assert "Closed." in declined_page
     assert neutral(declined_page, fr.reference) == neutral(nomatch_page, nomatch.reference)
@@ -409,7 +418,7 @@ def test_relay_opens_a_thread_and_family_follow_ups_wait_for_review(personas, ca
         "After the answer.",
     }
     assert all(m.direction == Message.Direction.FROM_CONTACT for m in pending)
-    assert "In progress." in family_status(fr.reference, secret)
+    assert "Received." in family_status(fr.reference, secret)  # as for every new request
 
 
 def test_answer_errors_show_as_messages_and_change_nothing(personas, case, matched):
@@ -492,7 +501,7 @@ def test_share_contact_needs_a_second_coordinator_and_the_cooling_off(
     assert Disclosure.objects.get(pk=disclosure.pk).released_at is None
     assert "left)" in response.content.decode()  # the time remaining
     status = family_status(fr.reference, secret)
-    assert SHARED not in status and "In progress." in status
+    assert SHARED not in status and "Received." in status
 
     later = disclosure.release_after + datetime.timedelta(minutes=1)
     monkeypatch.setattr("django.utils.timezone.now", lambda: later)
@@ -507,7 +516,7 @@ def test_share_contact_needs_a_second_coordinator_and_the_cooling_off(
     assert CANARY_CITY not in status and CANARY_NAME not in status
 
 
-def test_a_withdrawn_consent_cancels_the_release(personas, case, matched):
+def test_a_withdrawn_consent_cancels_the_release(personas, case, matched, monkeypatch):
     fr, secret = matched
     fr, disclosure = _propose_share(personas, case, fr, personas.caseworker)
     client = login_verified(Client(), personas.coordinator)
@@ -518,9 +527,10 @@ def test_a_withdrawn_consent_cancels_the_release(personas, case, matched):
     contact_services.consent_withdraw(
         actor=personas.caseworker, case=case, event=grant_event, method="in_person"
     )
-    Disclosure.objects.filter(pk=disclosure.pk).update(
-        release_after=timezone.now() - datetime.timedelta(hours=1)
-    )
+    disclosure.refresh_from_db()
+    later = disclosure.release_after + datetime.timedelta(hours=1)
+    monkeypatch.setattr("django.utils.timezone.now", lambda: later)
+    client = login_verified(Client(), personas.coordinator)  # a staff session does not last days
     response = client.post(reverse("family_disclosure_release", args=[disclosure.pk]), follow=True)
     assert any("Cancelled" in m for m in page_messages(response))
     disclosure.refresh_from_db()

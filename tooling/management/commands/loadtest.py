@@ -131,9 +131,7 @@ class Command(BaseCommand):
         self.report(result, seconds, families, staff, workers)
 
     def prepare_staff(self, n):
-        from django_otp.plugins.otp_totp.models import TOTPDevice
-
-        from casework.models import Role, Team, User
+        from casework.models import Role, Team, User, VaultTOTPDevice
 
         team, _ = Team.objects.get_or_create(name="Load test team")
         users = []
@@ -143,7 +141,9 @@ class Command(BaseCommand):
             user.save()
             user.groups.add(Role.group(Role.COORDINATOR))
             team.coordinators.add(user)
-            TOTPDevice.objects.get_or_create(user=user, confirmed=True, defaults={"name": "load"})
+            VaultTOTPDevice.objects.get_or_create(
+                user=user, confirmed=True, defaults={"name": "load"}
+            )
             users.append(user)
         return users
 

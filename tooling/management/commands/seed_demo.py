@@ -8,7 +8,6 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from casework import queues, services, vault
 from casework.models import (
@@ -24,6 +23,7 @@ from casework.models import (
     TaskTemplate,
     Team,
     User,
+    VaultTOTPDevice,
 )
 from contacts import services as contact_services
 from contacts.models import ConsentEvent, NoticeText, Purpose
@@ -660,8 +660,8 @@ class Command(BaseCommand):
             user.set_password(DEMO_PASSWORD)
             user.save(update_fields=["password"])
         user.groups.add(Role.group(role))
-        if not TOTPDevice.objects.filter(user=user, confirmed=True).exists():
-            TOTPDevice.objects.create(user=user, name="Demo authenticator", confirmed=True)
+        if not VaultTOTPDevice.objects.filter(user=user, confirmed=True).exists():
+            VaultTOTPDevice.objects.create(user=user, name="Demo authenticator", confirmed=True)
         return user
 
     def seed_cases(self, users, teams):
@@ -879,7 +879,7 @@ class Command(BaseCommand):
         out.write("")
         out.write(f"  {'username':<13}{'role':<15}TOTP secret")
         for username, _f, _l, role in DEMO_USERS:
-            device = TOTPDevice.objects.filter(user=users[username], confirmed=True).first()
+            device = VaultTOTPDevice.objects.filter(user=users[username], confirmed=True).first()
             secret = base64.b32encode(device.bin_key).decode().rstrip("=")
             out.write(f"  {username:<13}{role:<15}{secret}")
         out.write("")

@@ -5,11 +5,12 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django_otp.oath import TOTP
-from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from casework.models import VaultTOTPDevice
 
 
 def current_code(user) -> str:
-    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    device = VaultTOTPDevice.objects.filter(user=user, confirmed=True).first()
     totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
     totp.time = time.time()
     return f"{totp.token():0{device.digits}d}"
@@ -24,7 +25,7 @@ class Command(BaseCommand):
     def handle(self, *args, username, **options):
         if not settings.DEBUG:
             raise CommandError("totp_code only runs with DEBUG on.")
-        device = TOTPDevice.objects.filter(user__username=username, confirmed=True).first()
+        device = VaultTOTPDevice.objects.filter(user__username=username, confirmed=True).first()
         if device is None:
             raise CommandError(f"No confirmed authenticator for {username!r}.")
         self.stdout.write(current_code(device.user))
