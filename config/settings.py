@@ -314,8 +314,25 @@ PASSAGE_HUNTING_WINDOW_DAYS = env_int("PASSAGE_HUNTING_WINDOW_DAYS", 90)
 PASSAGE_COOLING_OFF_HOURS = env_int("PASSAGE_COOLING_OFF_HOURS", 72)
 PASSAGE_FAMILY_RETENTION_DAYS = env_int("PASSAGE_FAMILY_RETENTION_DAYS", 365)
 PASSAGE_MATCH_THRESHOLD = 0.5
+# What the family sees follows the clock, never the match: "received" for this many
+# hours after writing, then "in progress"; "closed" no earlier than this many days.
+PASSAGE_FAMILY_RECEIVED_HOURS = env_int("PASSAGE_FAMILY_RECEIVED_HOURS", 72)
+PASSAGE_FAMILY_CLOSED_AFTER_DAYS = env_int("PASSAGE_FAMILY_CLOSED_AFTER_DAYS", 90)
+# Bounds on the work one request can cause (names, parts of a name, rows looked at).
+PASSAGE_FAMILY_MAX_NAMES = env_int("PASSAGE_FAMILY_MAX_NAMES", 10)
+PASSAGE_FAMILY_MAX_NAME_TOKENS = env_int("PASSAGE_FAMILY_MAX_NAME_TOKENS", 8)
+PASSAGE_MATCH_MAX_ROWS_PER_NAME = env_int("PASSAGE_MATCH_MAX_ROWS_PER_NAME", 100)
+PASSAGE_FAMILY_SCREEN_MAX_ROWS = env_int("PASSAGE_FAMILY_SCREEN_MAX_ROWS", 100)
+PASSAGE_FOLLOW_UPS_PER_REQUEST_PER_DAY = env_int("PASSAGE_FOLLOW_UPS_PER_REQUEST_PER_DAY", 5)
+PASSAGE_FOLLOW_UP_RATE_PER_HOUR = env_int("PASSAGE_FOLLOW_UP_RATE_PER_HOUR", 10)
 # Bodies larger than this get the friendly "too long" page (fields have their own limits).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+# --- Staff accounts --------------------------------------------------------------------------
+# One administrator may not both reset the password and the second factor (or change the
+# e-mail) of one account within this many days: that needs a second administrator.
+PASSAGE_RESET_PAIR_DAYS = env_int("PASSAGE_RESET_PAIR_DAYS", 7)
+PASSAGE_ENROLMENT_LINK_MINUTES = env_int("PASSAGE_ENROLMENT_LINK_MINUTES", 60)
 
 # --- E-mail ---------------------------------------------------------------------------
 EMAIL_BACKEND = env(
