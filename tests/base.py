@@ -72,6 +72,23 @@ def grant(case, user, level="work"):
         assign_perm(perm, user, case)
 
 
+def consent_to_relay(case, actor, contact, **extra):
+    """The person agrees, in person, to messages relayed with `contact` (current notice)."""
+    from contacts.models import NoticeText
+    from contacts.services import consent_record
+
+    return consent_record(
+        actor=actor,
+        case=case,
+        purpose="relay",
+        decision="granted",
+        method="in_person",
+        counterpart=contact,
+        notice=NoticeText.current("relay", "en"),
+        **extra,
+    )
+
+
 class Personas:
     """The people every access test needs, created once per test."""
 

@@ -24,10 +24,10 @@ from django.urls import reverse
 from casework import queues, services
 from casework.models import Case, Task
 from contacts import services as contact_services
-from contacts.models import Message, NoticeText
+from contacts.models import Message
 from families import services as family_services
 from families.models import Disclosure, FamilyMessage, FamilyRequest, MatchCandidate, ScreeningFlag
-from tests.base import grant, login_verified, make_case
+from tests.base import consent_to_relay, grant, login_verified, make_case
 
 pytestmark = pytest.mark.django_db
 
@@ -206,15 +206,7 @@ def messages(personas):
             contact = contact_services.contact_save(
                 actor=personas.caseworker, case=c, data={"kind": "family", "name": "Mother"}
             )
-            contact_services.consent_record(
-                actor=personas.caseworker,
-                case=c,
-                purpose="relay",
-                decision="granted",
-                method="in_person",
-                counterpart=contact,
-                notice=NoticeText.current("relay", "en"),
-            )
+            consent_to_relay(c, personas.caseworker, contact)
             for body in ("waiting", "approved"):
                 message = contact_services.message_submit(
                     actor=personas.caseworker,

@@ -24,11 +24,17 @@ from django.utils import timezone
 from casework import access, queues, services
 from casework.models import AccessEvent, Attachment, BreakGlass, Case, Task, TaskTemplate
 from contacts import services as contact_services
-from contacts.models import NoticeText
 from families import access as family_access
 from families import services as family_services
 from families.models import Disclosure, FamilyRequest
-from tests.base import Personas, login_verified, make_case, url_params, url_patterns
+from tests.base import (
+    Personas,
+    consent_to_relay,
+    login_verified,
+    make_case,
+    url_params,
+    url_patterns,
+)
 from tests.families.test_staff import consenting_case, submit
 
 pytestmark = pytest.mark.django_db
@@ -67,15 +73,8 @@ def _furnish(case, actor, tag):
         case=case,
         data={"kind": "family", "name": f"Sister {tag}", "relationship": "sister"},
     )
-    event = contact_services.consent_record(
-        actor=actor,
-        case=case,
-        purpose="relay",
-        decision="granted",
-        method="in_person",
-        counterpart=contact,
-        notice=NoticeText.current("relay", "en"),
-        scan=SimpleUploadedFile("consent.pdf", b"%PDF signed"),
+    event = consent_to_relay(
+        case, actor, contact, scan=SimpleUploadedFile("consent.pdf", b"%PDF signed")
     )
     entry = contact_services.do_not_disclose_add(
         actor=actor,

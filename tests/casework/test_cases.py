@@ -10,7 +10,15 @@ from django.urls import reverse
 
 from casework import access, services
 from casework.models import AccessEvent, Attachment, Case, Note, Stage, Whereabouts
-from tests.base import PASSWORD, grant, login_verified, make_case, make_user, url_params
+from tests.base import (
+    PASSWORD,
+    consent_to_relay,
+    grant,
+    login_verified,
+    make_case,
+    make_user,
+    url_params,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -47,7 +55,6 @@ def world(personas, settings, tmp_path):
     )
     from casework import queues
     from contacts import services as contact_services
-    from contacts.models import NoticeText
 
     task = queues.task_create(
         actor=personas.coordinator,
@@ -61,15 +68,8 @@ def world(personas, settings, tmp_path):
         case=case,
         data={"kind": "family", "name": "Sister Canary", "relationship": "sister"},
     )
-    event = contact_services.consent_record(
-        actor=personas.caseworker,
-        case=case,
-        purpose="relay",
-        decision="granted",
-        method="in_person",
-        counterpart=contact,
-        notice=NoticeText.current("relay", "en"),
-        scan=SimpleUploadedFile("consent.pdf", b"%PDF signed"),
+    event = consent_to_relay(
+        case, personas.caseworker, contact, scan=SimpleUploadedFile("consent.pdf", b"%PDF signed")
     )
     entry = contact_services.do_not_disclose_add(
         actor=personas.caseworker,

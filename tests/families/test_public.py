@@ -16,7 +16,7 @@ from contacts.models import NoticeText
 from families import services
 from families.forms import SIGNER_SALT
 from families.models import FamilyRequest, MatchCandidate, ScreeningFlag
-from tests.base import make_case
+from tests.base import consent_to_relay, make_case
 
 pytestmark = pytest.mark.django_db
 URL = "/contact/"
@@ -249,15 +249,7 @@ def test_the_family_sees_each_state(personas, monkeypatch, settings):
     contact = contact_services.contact_save(
         actor=personas.coordinator, case=case, data={"kind": "family", "name": "Parvin"}
     )
-    contact_services.consent_record(
-        actor=personas.coordinator,
-        case=case,
-        purpose="relay",
-        decision="granted",
-        method="in_person",
-        counterpart=contact,
-        notice=NoticeText.current("relay", "en"),
-    )
+    consent_to_relay(case, personas.coordinator, contact)
     FamilyRequest.objects.filter(pk=request.pk).update(stage="relay", contact=contact)
     reply = contact_services.message_submit(
         actor=personas.caseworker,
