@@ -92,8 +92,14 @@ def led_teams(user):
     return Team.objects.filter(coordinators=user)
 
 
+def memberships(user):
+    """The teams a user is written into, as member or coordinator, whatever their roles
+    now (who to tell when that changes)."""
+    return Team.objects.filter(Q(members=user) | Q(coordinators=user)).distinct()
+
+
 def teams_of(user):
-    """The teams a user belongs to or leads."""
+    """The teams a user belongs to or leads, as far as their roles let them work there."""
     if not works_on_cases(user):
         return Team.objects.none()
     led = Q(coordinators=user) if user.has_role(Role.COORDINATOR) else NOTHING

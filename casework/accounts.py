@@ -1,6 +1,6 @@
 """Staff login: password, then a second factor (TOTP, or a single-use backup code);
 and the two links only an account holder can use: set a new password, and enrol a new
-second factor after a reset (casework/security.py has the rules)."""
+second factor after a reset (casework/staff.py has the rules)."""
 
 import base64
 import time
@@ -21,7 +21,7 @@ from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 from django_otp import match_token, user_has_device
 
-from . import security
+from . import staff
 from .forms import EnrolForm, LoginForm, TokenForm
 from .models import BackupCodeDevice, VaultTOTPDevice
 from .responses import safe_next
@@ -51,7 +51,7 @@ class _LoginView(auth_views.LoginView):
         # auth.login() gives the session a new key (no fixation).
         response = super().form_valid(form)
         # Enrolment asks for a password login made in this session (and after any reset).
-        self.request.session[security.PASSWORD_AT_KEY] = time.time()
+        self.request.session[staff.PASSWORD_AT_KEY] = time.time()
         user = form.get_user()
         url = reverse("verify" if user_has_device(user) else "enrol")
         nxt = self.get_redirect_url()
@@ -101,7 +101,7 @@ def enrol(request):
     or after a reset with an enrolment link, always after a fresh password login."""
     if user_has_device(request.user):
         return redirect("verify")
-    refusal = security.enrolment_refusal(request.user, request.session)
+    refusal = staff.enrolment_refusal(request.user, request.session)
     if refusal:
         return _enrol_refused(request, refusal)
     device = VaultTOTPDevice.objects.filter(user=request.user, confirmed=False).first()
@@ -113,14 +113,14 @@ def enrol(request):
     if request.method == "POST" and form.is_valid():
         if device.verify_token(form.cleaned_data["otp_token"]):
             try:
-                security.second_factor_enrolled(
+                staff.second_factor_enrolled(
                     user=request.user,
                     device=device,
-                    link_id=request.session.get(security.ENROLMENT_LINK_KEY),
+                    link_id=request.session.get(staff.ENROLMENT_LINK_KEY),
                 )
-            except security.EnrolmentRefused:
+            except staff.EnrolmentRefused:
                 return _enrol_refused(request, _("This enrolment link was used or has expired."))
-            request.session.pop(security.ENROLMENT_LINK_KEY, None)
+            request.session.pop(staff.ENROLMENT_LINK_KEY, None)
             otp_login(request, device)
             return _show_new_backup_codes(request)
         form.add_error("otp_token", _("That code did not match. Scan the code again and retry."))
@@ -144,12 +144,12 @@ def _enrol_refused(request, reason):
 def enrolment_link(request, link_id, token):
     """An enrolment link from an e-mail: remember it in this browser and ask for a fresh
     password login (whoever was logged in here is logged out first)."""
-    link = security.enrolment_link_valid(link_id, token)
+    link = staff.enrolment_link_valid(link_id, token)
     if link is None:
         return render(request, "registration/link_invalid.html", status=410)
     if request.user.is_authenticated:
         logout(request)
-    request.session[security.ENROLMENT_LINK_KEY] = str(link.pk)
+    request.session[staff.ENROLMENT_LINK_KEY] = str(link.pk)
     messages.info(request, _("Log in with your password to set up your new second factor."))
     return redirect("login")
 
@@ -161,7 +161,7 @@ class _PasswordSetView(auth_views.PasswordResetConfirmView):
     template_name = "registration/password_set.html"
 
     def form_valid(self, form):
-        security.password_set(
+        staff.password_set(
             actor=form.user, user=form.user, password=form.cleaned_data["new_password1"]
         )
         del self.request.session[auth_views.INTERNAL_RESET_SESSION_TOKEN]
@@ -176,7 +176,7 @@ class _OwnPasswordChangeView(auth_views.PasswordChangeView):
     """Changing one's own password (the admin's page): every other session ends."""
 
     def form_valid(self, form):
-        security.password_set(
+        staff.password_set(
             actor=self.request.user,
             user=form.user,
             password=form.cleaned_data["new_password1"],

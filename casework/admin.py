@@ -4,9 +4,9 @@ No model holding case content is ever registered here: administrators manage
 people and keys, and nothing in their role reads a case.
 
 Administrators never choose anyone's password nor pair anyone's authenticator: they
-send links that only the account holder can use (casework/security.py). Every change of
+send links that only the account holder can use (casework/staff.py). Every change of
 roles, teams, active flag, e-mail, password, second factor and lockout goes through
-casework/security.py, which writes its access event in the admin's transaction and
+casework/staff.py, which writes its access event in the admin's transaction and
 tells the people concerned.
 """
 
@@ -26,7 +26,7 @@ from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from . import security
+from . import staff
 from .models import BackupCodeDevice, Role, Team, User, VaultTOTPDevice
 
 
@@ -36,7 +36,7 @@ class _RolesForm(forms.ModelForm):
 
     def clean_groups(self):
         groups = self.cleaned_data["groups"]
-        problem = security.role_conflict(group.name for group in groups)
+        problem = staff.role_conflict(group.name for group in groups)
         if problem:
             raise forms.ValidationError(problem)
         return groups
@@ -55,11 +55,9 @@ class StaffChangeForm(_RolesForm):
         if (
             "email" in self.changed_data
             and self.actor is not None
-            and security.needs_second_administrator(
-                self.actor, self.instance, "staff.email_changed"
-            )
+            and staff.needs_second_administrator(self.actor, self.instance, "staff.email_changed")
         ):
-            raise forms.ValidationError(security.SECOND_ADMINISTRATOR)
+            raise forms.ValidationError(staff.SECOND_ADMINISTRATOR)
         return email
 
 
@@ -89,7 +87,7 @@ class StaffCreationForm(_RolesForm):
 # happens, message when done). Each is a confirmation page and a POST.
 ACCOUNT_ACTIONS = {
     "send_password_reset": (
-        security.password_reset_send,
+        staff.password_reset_send,
         _("Send a password reset"),
         _(
             "The holder gets an e-mail with a link to set a new password. Only they can use "
@@ -98,7 +96,7 @@ ACCOUNT_ACTIONS = {
         _("A password reset link was sent to the holder."),
     ),
     "reset_second_factor": (
-        security.second_factor_reset,
+        staff.second_factor_reset,
         _("Reset the second factor"),
         _(
             "Every authenticator and backup code of this account is removed and every "
@@ -111,7 +109,7 @@ ACCOUNT_ACTIONS = {
         ),
     ),
     "send_enrolment_link": (
-        security.enrolment_link_issue,
+        staff.enrolment_link_issue,
         _("Send an enrolment link"),
         _(
             "The holder gets an e-mail with a one-time link to set up a new second factor, "
@@ -120,7 +118,7 @@ ACCOUNT_ACTIONS = {
         _("An enrolment link was sent to the holder."),
     ),
     "clear_lockout": (
-        security.lockout_clear,
+        staff.lockout_clear,
         _("Clear the login lockout"),
         _("Failed logins recorded for this account are forgotten, so it can log in again."),
         _("The login lockout of this account was cleared."),
@@ -175,15 +173,15 @@ class StaffAdmin(UserAdmin):
         return False
 
     def save_model(self, request, obj, form, change):
-        obj._passage_before = security.AccountState.of(obj) if change else None
+        obj._passage_before = staff.AccountState.of(obj) if change else None
         super().save_model(request, obj, form, change)
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
         user = form.instance
-        security.account_recorded(actor=request.user, user=user, before=user._passage_before)
+        staff.account_recorded(actor=request.user, user=user, before=user._passage_before)
         if not change:
-            security.password_reset_send(actor=request.user, user=user, reason="new_account")
+            staff.password_reset_send(actor=request.user, user=user, reason="new_account")
             messages.info(request, _("A link to set a password was sent to the new account."))
 
     def get_urls(self):
@@ -220,7 +218,7 @@ class StaffAdmin(UserAdmin):
         if request.method == "POST":
             try:
                 service(actor=request.user, user=user)
-            except security.AccountActionRefused as refusal:
+            except staff.AccountActionRefused as refusal:
                 messages.error(request, str(refusal))
             else:
                 messages.success(request, done)
@@ -273,13 +271,13 @@ class TeamAdmin(admin.ModelAdmin):
         return form
 
     def save_model(self, request, obj, form, change):
-        obj._passage_before = security.team_places(obj) if change else None
+        obj._passage_before = staff.team_places(obj) if change else None
         super().save_model(request, obj, form, change)
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
         team = form.instance
-        security.team_recorded(
+        staff.team_recorded(
             actor=request.user,
             team=team,
             before=team._passage_before,
@@ -287,14 +285,14 @@ class TeamAdmin(admin.ModelAdmin):
         )
 
     def delete_model(self, request, obj):
-        security.team_deleted(actor=request.user, team=obj)
+        staff.team_deleted(actor=request.user, team=obj)
         super().delete_model(request, obj)
 
     def delete_queryset(self, request, queryset):
         # The bulk action runs outside the admin's transaction: the events go with it.
         with transaction.atomic():
             for team in queryset:
-                security.team_deleted(actor=request.user, team=team)
+                staff.team_deleted(actor=request.user, team=team)
             super().delete_queryset(request, queryset)
 
 
@@ -354,12 +352,12 @@ class LockoutRecordAdmin(admin.ModelAdmin):
         return False
 
     def delete_model(self, request, obj):
-        security.lockout_records_delete(
+        staff.lockout_records_delete(
             actor=request.user, queryset=AccessAttempt.objects.filter(pk=obj.pk)
         )
 
     def delete_queryset(self, request, queryset):
-        security.lockout_records_delete(actor=request.user, queryset=queryset)
+        staff.lockout_records_delete(actor=request.user, queryset=queryset)
 
 
 admin.site.unregister(Group)

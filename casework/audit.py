@@ -54,7 +54,7 @@ def record(actor, action: str, *, case=None, obj=None, fields=(), detail=None, f
             actor=actor,
             action=action,
             case=case,
-            object_type=type(obj).__name__.lower() if obj is not None else "",
+            object_type=_object_type(obj),
             object_id=str(obj.pk) if obj is not None else "",
             fields=sorted(fields),
             # Through JSON once: the chain is computed on what the database gives back.
@@ -66,6 +66,12 @@ def record(actor, action: str, *, case=None, obj=None, fields=(), detail=None, f
         event.mac = _mac(previous, event)
         event.save(force_insert=True)
     return event
+
+
+def _object_type(obj) -> str:
+    """The model's name; through `__class__`, which a lazy `request.user` hands on to
+    the user it wraps (type() would say "simplelazyobject")."""
+    return obj.__class__.__name__.lower() if obj is not None else ""
 
 
 def canonical_ip(request):

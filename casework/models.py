@@ -746,12 +746,12 @@ class DailyRun(models.Model):
         return f"{self.name} {self.day}"
 
 
-# --- Staff security: one-time enrolment links (casework/security.py) ---------------------------
+# --- Staff security: one-time enrolment links (casework/staff.py) ---------------------------
 class EnrolmentLink(models.Model):
     """A one-time link an administrator issues after a second-factor reset.
 
     The token is not stored: it is an HMAC of the link's id under the secret key
-    (casework/security.py), so a database dump does not hold a usable link. Single use
+    (casework/staff.py), so a database dump does not hold a usable link. Single use
     (`used_at`, set by a conditional update) and short-lived (`expires_at`).
     """
 

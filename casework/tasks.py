@@ -60,7 +60,7 @@ def notify(kind: str, object_id: str, actor_id: str = "", *codes: str) -> None:
     """E-mail the people who must know: a link, never a name.
 
     `object_id` is a case's id for case openings ("sealed_opened", "break_glass"), and
-    for account notices (casework/security.py) an account's, a team's or an enrolment
+    for account notices (casework/staff.py) an account's, a team's or an enrolment
     link's; `codes` are what changed, as codes. A secret link is made here, from the
     database, so no token travels through the broker.
     """
@@ -69,9 +69,9 @@ def notify(kind: str, object_id: str, actor_id: str = "", *codes: str) -> None:
     if kind in ("sealed_opened", "break_glass"):
         messages = _case_messages(kind, object_id, actor_id)
     else:
-        from casework import security
+        from casework import staff
 
-        messages = security.account_messages(kind, object_id, actor_id, codes)
+        messages = staff.account_messages(kind, object_id, actor_id, codes)
     if messages:
         send_mass_mail([(s, b, None, to) for s, b, to in messages], fail_silently=False)
 

@@ -16,19 +16,15 @@ from django.conf import settings
 from casework import vault
 
 
-def _setting(name: str, default: int) -> int:
-    return int(getattr(settings, name, default))
-
-
 # --- Bounds ----------------------------------------------------------------------------------
 def max_names() -> int:
     """Names of the person sought, one per line."""
-    return _setting("PASSAGE_FAMILY_MAX_NAMES", 10)
+    return settings.PASSAGE_FAMILY_MAX_NAMES
 
 
 def max_name_tokens() -> int:
     """Parts of one name (after normalisation), for the names sought and the requester's."""
-    return _setting("PASSAGE_FAMILY_MAX_NAME_TOKENS", 8)
+    return settings.PASSAGE_FAMILY_MAX_NAME_TOKENS
 
 
 def bounded_names(names) -> list[str]:
@@ -45,34 +41,34 @@ def bounded_names(names) -> list[str]:
 
 def match_rows_per_name() -> int:
     """Cases one name may offer as candidates, those sharing the most tokens first."""
-    return _setting("PASSAGE_MATCH_MAX_ROWS_PER_NAME", 100)
+    return settings.PASSAGE_MATCH_MAX_ROWS_PER_NAME
 
 
 def screen_rows_per_name() -> int:
     """Earlier requests one name is compared with for the hunting pattern."""
-    return _setting("PASSAGE_FAMILY_SCREEN_MAX_ROWS", 100)
+    return settings.PASSAGE_FAMILY_SCREEN_MAX_ROWS
 
 
 def follow_ups_per_request_per_day() -> int:
-    return _setting("PASSAGE_FOLLOW_UPS_PER_REQUEST_PER_DAY", 5)
+    return settings.PASSAGE_FOLLOW_UPS_PER_REQUEST_PER_DAY
 
 
 def follow_up_rate_per_hour() -> int:
     """Follow-ups from one client (an IPv4 address, an IPv6 /64), whatever the request."""
-    return _setting("PASSAGE_FOLLOW_UP_RATE_PER_HOUR", 10)
+    return settings.PASSAGE_FOLLOW_UP_RATE_PER_HOUR
 
 
 # --- Schedule --------------------------------------------------------------------------------
 def received_for() -> datetime.timedelta:
     """Every request reads "received" this long after submission, then "in progress"."""
-    return datetime.timedelta(hours=_setting("PASSAGE_FAMILY_RECEIVED_HOURS", 72))
+    return datetime.timedelta(hours=settings.PASSAGE_FAMILY_RECEIVED_HOURS)
 
 
 def closed_no_earlier_than() -> datetime.timedelta:
     """No request reads "closed" earlier than this after submission, whatever the outcome."""
-    return datetime.timedelta(days=_setting("PASSAGE_FAMILY_CLOSED_AFTER_DAYS", 90))
+    return datetime.timedelta(days=settings.PASSAGE_FAMILY_CLOSED_AFTER_DAYS)
 
 
 def retention() -> datetime.timedelta:
     """A closed request is shredded this long after the family was shown "closed"."""
-    return datetime.timedelta(days=_setting("PASSAGE_FAMILY_RETENTION_DAYS", 365))
+    return datetime.timedelta(days=settings.PASSAGE_FAMILY_RETENTION_DAYS)

@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 from casework import access, audit, queues, vault
 from casework.models import DataKey, Priority, TaskAim
 from contacts import services as contact_services
-from contacts.consent import ConsentRequired, notice_read, require_consent
+from contacts.consent import ConsentRequired, consent_state, notice_read, require_consent
 from contacts.models import ConsentEvent, Message, NoticeText, Purpose, Thread
 
 from . import access as family_access
@@ -134,14 +134,6 @@ def find_for_family(reference: str, secret: str) -> FamilyRequest | None:
     return family_request
 
 
-def _consent_holds(case, purpose: str, contact) -> bool:
-    try:
-        require_consent(case, purpose, contact)
-    except ConsentRequired:
-        return False
-    return True
-
-
 def shown_to_family(family_request: FamilyRequest, now=None) -> tuple[str, list, list]:
     """What the family's status page shows now: (state, replies, shared details).
 
@@ -179,7 +171,7 @@ def shown_to_family(family_request: FamilyRequest, now=None) -> tuple[str, list,
 
             def allowed(purpose):
                 if purpose not in holds:
-                    holds[purpose] = _consent_holds(case, purpose, contact)
+                    holds[purpose] = consent_state(case, purpose, contact).allows
                 return holds[purpose]
 
             replies = delivered if delivered and allowed(Purpose.RELAY) else []
@@ -200,7 +192,7 @@ def family_follow_up(*, family_request: FamilyRequest, body: str) -> None:
     relaying = (
         family_request.stage == FamilyRequest.Stage.RELAY
         and family_request.contact_id
-        and _consent_holds(family_request.case, Purpose.RELAY, family_request.contact)
+        and consent_state(family_request.case, Purpose.RELAY, family_request.contact).allows
     )
     if relaying:
         thread, _created = Thread.objects.get_or_create(

@@ -16,7 +16,7 @@ from django.db import connection
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from casework import otp, security, vault
+from casework import otp, staff, vault
 from casework.models import DataKey, VaultTOTPDevice
 from tests.base import make_user, totp_now
 
@@ -146,7 +146,7 @@ def test_an_older_code_is_refused_after_a_newer_one(frozen):
 def test_a_second_factor_reset_deletes_the_devices_and_their_data_keys(personas):
     device = VaultTOTPDevice.objects.get(user=personas.caseworker)
     key_id = device.data_key_id
-    security.second_factor_reset(actor=personas.administrator, user=personas.caseworker)
+    staff.second_factor_reset(actor=personas.administrator, user=personas.caseworker)
     assert not VaultTOTPDevice.objects.filter(user=personas.caseworker).exists()
     assert not DataKey.objects.filter(pk=key_id).exists()
 

@@ -15,7 +15,7 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
-from casework import audit
+from casework import audit, staff
 from casework.models import (
     AccessEvent,
     BackupCodeDevice,
@@ -255,9 +255,8 @@ def test_an_enrolment_link_expires(mailboxes, settings):
     account_action(admin, personas.caseworker, "reset_second_factor")
     account_action(admin, personas.caseworker, "send_enrolment_link")
     link = EnrolmentLink.objects.get(user=personas.caseworker)
-    from casework import security
 
-    url = security.enrolment_link_url(link)
+    url = staff.enrolment_link_url(link)
     EnrolmentLink.objects.filter(pk=link.pk).update(expires_at=link.issued_at)
     assert Client().get(path_of(url)).status_code == 410
 
@@ -280,9 +279,8 @@ def test_an_enrolment_link_logs_out_an_open_session_first(mailboxes):
     early = Client()
     password_login(early, "caseworker")
     account_action(admin, personas.caseworker, "send_enrolment_link")
-    from casework import security
 
-    url = security.enrolment_link_url(EnrolmentLink.objects.get(user=personas.caseworker))
+    url = staff.enrolment_link_url(EnrolmentLink.objects.get(user=personas.caseworker))
     response = early.get(path_of(url))
     assert response["Location"].startswith(LOGIN)
     assert "_auth_user_id" not in early.session
