@@ -25,6 +25,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from django_otp_webauthn.models import WebAuthnCredential
 
 from . import staff
 from .models import BackupCodeDevice, Role, Team, User, VaultTOTPDevice
@@ -99,9 +100,9 @@ ACCOUNT_ACTIONS = {
         staff.second_factor_reset,
         _("Reset the second factor"),
         _(
-            "Every authenticator and backup code of this account is removed and every "
-            "session of the account ends. The holder then needs an enrolment link to set "
-            "up a new one."
+            "Every passkey, authenticator app and backup code of this account is removed "
+            "and every session of the account ends. The holder then needs an enrolment "
+            "link to set up a new one."
         ),
         _(
             "The second factor was reset and every session of the account ended. Send an "
@@ -327,6 +328,13 @@ if admin.site.is_registered(TOTPDevice):
 @admin.register(VaultTOTPDevice)
 class AuthenticatorAdmin(_ListedDeviceAdmin):
     list_display = ["user", "name", "confirmed", "created_at", "last_used_at"]
+    fields = list_display
+    readonly_fields = fields
+
+
+@admin.register(WebAuthnCredential)
+class PasskeyAdmin(_ListedDeviceAdmin):
+    list_display = ["user", "name", "created_at", "last_used_at"]
     fields = list_display
     readonly_fields = fields
 

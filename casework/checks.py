@@ -28,6 +28,10 @@ def _public_secret_key() -> bool:
     return key == settings.PASSAGE_DEV_SECRET_KEY or key in PUBLIC_SECRET_KEYS
 
 
+def _plain_http_site() -> bool:
+    return not settings.PASSAGE_BASE_URL.startswith("https://")
+
+
 def _local_caches() -> list[str]:
     return sorted(
         alias
@@ -73,6 +77,13 @@ UNSAFE = [
         "A cache is local to each process: rate limits on the family form and status "
         "page would count per process, not per visitor.",
         "Set REDIS_URL so that every process shares the production Redis.",
+    ),
+    (
+        "passage.E015",
+        _plain_http_site,
+        "PASSAGE_BASE_URL is not an https address: password-reset and enrolment links "
+        "would travel in clear, and passkeys (bound to the site's origin) would not work.",
+        "Set PASSAGE_BASE_URL to the site's https address, e.g. https://passage.example.org.",
     ),
 ]
 

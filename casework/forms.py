@@ -45,6 +45,15 @@ class EnrolForm(TokenForm):
         self.fields["otp_token"].widget.attrs["inputmode"] = "numeric"
 
 
+class PasskeyNameForm(forms.Form):
+    name = forms.CharField(
+        label=_("Name"),
+        max_length=64,
+        strip=True,
+        help_text=_("So you can tell your keys apart, for example “work laptop” or “blue key”."),
+    )
+
+
 # --- Cases -------------------------------------------------------------------------------------
 
 TEXT_LIMIT = 20_000

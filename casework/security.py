@@ -28,6 +28,13 @@ def password_only(view):
     return view
 
 
+def second_factor_setup(view):
+    """Mark the page where people add a passkey: reachable by a verified session even
+    when the person's role needs a passkey they do not have yet (casework/passkeys.py)."""
+    view.passage_access = "second_factor"
+    return view
+
+
 def client_ip(request) -> str:
     """The client's address, trusting X-Forwarded-For only from our own proxies.
 
@@ -96,7 +103,9 @@ class StaffOnlyMiddleware:
 
     Deny by default: a new view is protected without anyone remembering a decorator.
     Anonymous visitors go to the login page; a password-only session goes to the
-    second-factor step (or to enrolment, if the account has no device yet).
+    second-factor step (or to enrolment, if the account has no device yet); a session
+    verified by a code when the person must use a passkey goes where passkeys.next_step
+    says.
     """
 
     def __init__(self, get_response):
@@ -112,11 +121,14 @@ class StaffOnlyMiddleware:
         user = request.user
         if not user.is_authenticated:
             return redirect_to(request, "login")
-        if access == "password" or user.is_verified():
+        if access == "password":
             return None
-        from django_otp import user_has_device
+        from .passkeys import next_step
 
-        return redirect_to(request, "verify" if user_has_device(user) else "enrol")
+        step = next_step(user)
+        if step is None or (step == access == "second_factor"):
+            return None
+        return redirect_to(request, step)
 
 
 def redirect_to(request, name):

@@ -174,6 +174,9 @@ CHANGE_LABELS = {
     "password": gettext_lazy("your password"),
     "second_factor": gettext_lazy("your second factor was reset"),
     "second_factor_enrolled": gettext_lazy("a new second factor was set up"),
+    "passkey_added": gettext_lazy("a passkey was added to your account"),
+    "passkey_removed": gettext_lazy("a passkey was removed from your account"),
+    "authenticator_removed": gettext_lazy("your authenticator app was removed"),
     "lockout": gettext_lazy("a login lockout was cleared"),
 }
 
@@ -559,7 +562,8 @@ class EnrolmentRefused(Exception):
 def second_factor_enrolled(*, user, device, link_id=None) -> None:
     """Confirm a new device; after a reset the enrolment link is used up here (a
     conditional update: two browsers racing with one link, one wins)."""
-    from .models import EnrolmentLink
+    from .models import EnrolmentLink, VaultTOTPDevice
+    from .passkeys import kind
 
     link_pk = _uuid_or_none(link_id)
     if link_pk is not None or last_second_factor_reset(user) is not None:
@@ -570,14 +574,109 @@ def second_factor_enrolled(*, user, device, link_id=None) -> None:
             raise EnrolmentRefused
     device.confirmed = True
     device.save(update_fields=["confirmed"])
+    # A half-done pairing of an app (the enrol page makes one) is not kept beside it.
+    VaultTOTPDevice.objects.filter(user=user, confirmed=False).delete()
+    detail = {"kind": kind(device)}
+    if link_pk:
+        detail["link"] = str(link_pk)
     audit.record(
-        user,
-        "staff.second_factor_enrolled",
-        obj=user,
-        fields=["second_factor"],
-        detail={"link": str(link_pk)} if link_pk else {},
+        user, "staff.second_factor_enrolled", obj=user, fields=["second_factor"], detail=detail
     )
     _tell_holder(user, user, "second_factor_enrolled")
+
+
+@transaction.atomic
+def passkey_added(*, user, device, link_id=None, verified_by: str | None = None) -> None:
+    """Record a passkey just registered by its holder.
+
+    1. The account's first second factor is an enrolment (second_factor_enrolled: the
+       enrolment link, if a reset asked for one, is used up, or nothing is kept).
+    2. Otherwise `staff.passkey_added`, flagged for the auditors when the session that
+       added it was verified by an app's code or a backup code (a phished code could be
+       used to plant a key), and the holder is told either way.
+    """
+    _lock_account(user)
+    others = [d for d in _devices(user) if d.pk != device.pk or type(d) is not type(device)]
+    if not others:
+        second_factor_enrolled(user=user, device=device, link_id=link_id)
+        return
+    audit.record(
+        user,
+        "staff.passkey_added",
+        obj=user,
+        fields=["second_factor"],
+        detail={"device": device.pk, "verified_by": verified_by or ""},
+        flagged=verified_by != "passkey",
+    )
+    _tell_holder(user, user, "passkey_added")
+
+
+@transaction.atomic
+def passkey_renamed(*, user, device, name: str) -> None:
+    device.name = name
+    device.save(update_fields=["name"])
+    audit.record(
+        user, "staff.passkey_renamed", obj=user, fields=["name"], detail={"device": device.pk}
+    )
+
+
+def removal_refusal(user, device) -> str | None:
+    """Why the holder may not remove this device of theirs now, or None: never the last
+    second factor, and never the last passkey of a person who must use one."""
+    from .models import BackupCodeDevice
+    from .passkeys import is_passkey, required
+
+    rest = [d for d in _devices(user) if not (d.pk == device.pk and type(d) is type(device))]
+    usable = [d for d in rest if not isinstance(d, BackupCodeDevice)]
+    if not usable:
+        return _(
+            "This is your only way to log in besides backup codes. Add another passkey or "
+            "ask an administrator to reset your second factor instead."
+        )
+    if required(user) and is_passkey(device) and not any(is_passkey(d) for d in rest):
+        return _("Your role needs a passkey: add another one before you remove this one.")
+    return None
+
+
+@transaction.atomic
+def second_factor_removed(*, user, device) -> None:
+    """The holder removes one of their own passkeys or their authenticator app.
+
+    The account row is locked first, so two removals at once cannot both pass the
+    "not the last one" check.
+    """
+    from .passkeys import is_passkey
+
+    _lock_account(user)
+    device = type(device).objects.filter(pk=device.pk, user=user).first()
+    if device is None:
+        return  # already removed (a double submit)
+    refusal = removal_refusal(user, device)
+    if refusal:
+        raise AccountActionRefused(refusal)
+    passkey = is_passkey(device)
+    device_id = device.pk
+    device.delete()
+    audit.record(
+        user,
+        "staff.passkey_removed" if passkey else "staff.authenticator_removed",
+        obj=user,
+        fields=["second_factor"],
+        detail={"device": device_id},
+    )
+    _tell_holder(user, user, "passkey_removed" if passkey else "authenticator_removed")
+
+
+def _lock_account(user) -> None:
+    from .models import User
+
+    User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True).first()
+
+
+def _devices(user) -> list:
+    from django_otp import devices_for_user
+
+    return list(devices_for_user(user, confirmed=True))
 
 
 @transaction.atomic

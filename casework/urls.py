@@ -1,6 +1,6 @@
 """casework's pages: accounts, cases and task queues."""
 
-from django.urls import path
+from django.urls import include, path
 
 from . import accounts, case_views, queue_views, views
 
@@ -10,6 +10,23 @@ urlpatterns = [
     path("accounts/verify/", accounts.verify, name="verify"),
     path("accounts/enrol/", accounts.enrol, name="enrol"),
     path("accounts/backup-codes/", accounts.backup_codes, name="backup_codes"),
+    path("accounts/second-factor/", accounts.second_factor, name="second_factor"),
+    path(
+        "accounts/second-factor/passkeys/<int:device_pk>/rename/",
+        accounts.passkey_rename,
+        name="passkey_rename",
+    ),
+    path(
+        "accounts/second-factor/passkeys/<int:device_pk>/remove/",
+        accounts.passkey_remove,
+        name="passkey_remove",
+    ),
+    path(
+        "accounts/second-factor/authenticator/remove/",
+        accounts.authenticator_remove,
+        name="authenticator_remove",
+    ),
+    path("accounts/passkeys/", include("casework.passkey_urls")),
     path("accounts/logout/", accounts.logout_view, name="logout"),
     path("i18n/setlang/", views.set_language, name="set_language"),
     path("healthz", views.healthz, name="healthz"),

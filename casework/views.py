@@ -35,6 +35,7 @@ def home(request):
 def staff_overview() -> dict:
     """Counts an administrator or auditor can act on; no case content."""
     from axes.models import AccessAttempt
+    from django_otp_webauthn.models import WebAuthnCredential
 
     from .models import VaultTOTPDevice
 
@@ -44,12 +45,20 @@ def staff_overview() -> dict:
         .annotate(n=Count("user", filter=Q(user__is_active=True)))
         .values_list("name", "n")
     )
-    has_device = VaultTOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True)
+    has_app = VaultTOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True)
+    has_passkey = WebAuthnCredential.objects.filter(user=OuterRef("pk"), confirmed=True)
+    must_use_passkey = active.filter(groups__name__in=settings.PASSAGE_PASSKEY_ROLES)
     since = timezone.now() - settings.AXES_COOLOFF_TIME
     return {
         "roles": [(label, per_role.get(value, 0)) for value, label in Role.choices],
         "active_users": active.count(),
-        "without_second_factor": active.filter(~Exists(has_device)).count(),
+        "without_second_factor": active.filter(~Exists(has_app) & ~Exists(has_passkey)).count(),
+        "passkey_roles": [
+            label for value, label in Role.choices if value in settings.PASSAGE_PASSKEY_ROLES
+        ],
+        "without_required_passkey": must_use_passkey.filter(~Exists(has_passkey))
+        .distinct()
+        .count(),
         "teams": Team.objects.count(),
         "locked_out": AccessAttempt.objects.filter(
             attempt_time__gte=since, failures_since_start__gte=settings.AXES_FAILURE_LIMIT

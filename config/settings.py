@@ -8,6 +8,7 @@ import os
 import sys
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from csp.constants import NONCE, NONE, SELF
@@ -70,6 +71,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "django_otp_webauthn",
     "guardian",
     "axes",
     "csp",
@@ -333,6 +335,14 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 # e-mail) of one account within this many days: that needs a second administrator.
 PASSAGE_RESET_PAIR_DAYS = env_int("PASSAGE_RESET_PAIR_DAYS", 7)
 PASSAGE_ENROLMENT_LINK_MINUTES = env_int("PASSAGE_ENROLMENT_LINK_MINUTES", 60)
+# Roles whose holders must use a passkey or security key as their second factor (an
+# authenticator app's code can be phished in real time; a passkey answers only for our
+# own address). Production: coordinators and administrators. Development: none, so the
+# demo logins work with the printed TOTP secrets (browsers refuse passkeys on an IP
+# address such as 127.0.0.1: try them on http://localhost:8000).
+PASSAGE_PASSKEY_ROLES = env_list(
+    "PASSAGE_PASSKEY_ROLES", [] if DEV else ["coordinator", "administrator"]
+)
 
 # --- E-mail ---------------------------------------------------------------------------
 EMAIL_BACKEND = env(
@@ -352,6 +362,24 @@ EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))  # the file back
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Passage <noreply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 PASSAGE_BASE_URL = env("PASSAGE_BASE_URL", "http://127.0.0.1:8000")
+
+# --- Passkeys (django-otp-webauthn; casework/passkeys.py) ---------------------------------
+# A second factor only, never a login without the password (the lockout stays in front).
+OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = False
+OTP_WEBAUTHN_RP_NAME = "Passage"
+# The relying party: the site's host name (passkeys are bound to it for good; changing
+# it means every staff member adds their passkeys again).
+OTP_WEBAUTHN_RP_ID = env("PASSAGE_WEBAUTHN_RP_ID", urlsplit(PASSAGE_BASE_URL).hostname)
+# The one origin a passkey may answer for. In development the page's own origin is
+# accepted too (casework/passkeys.py); production insists on https (deploy check E015).
+OTP_WEBAUTHN_ALLOWED_ORIGINS = ["{0.scheme}://{0.netloc}".format(urlsplit(PASSAGE_BASE_URL))]
+OTP_WEBAUTHN_HELPER_CLASS = "casework.passkeys.PasskeyHelper"
+OTP_WEBAUTHN_EXCEPTION_LOGGER_NAME = "passage.passkeys"
+SILENCED_SYSTEM_CHECKS = [
+    # The library refuses an http origin other than localhost even in development,
+    # where `make run` serves http://127.0.0.1:8000; production has E015 instead.
+    "otp_webauthn.E031",
+]
 
 # --- Background work -------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL")

@@ -20,6 +20,7 @@ from django.http import Http404
 from django.test import Client, RequestFactory, override_settings
 from django.urls import reverse
 from django.utils import timezone
+from django_otp_webauthn.models import WebAuthnCredential
 
 from casework import access, queues, services
 from casework.models import AccessEvent, Attachment, BreakGlass, Case, Task, TaskTemplate
@@ -164,6 +165,10 @@ def _build():
     glass.save(update_fields=["expires_at"])
     assert not BreakGlass.objects.filter(expires_at__gt=timezone.now()).exists()
     glass_event = AccessEvent.objects.get(action="case.break_glass")
+    # The caseworker's own passkey: only its holder reaches the pages about it.
+    passkey = WebAuthnCredential.objects.create(
+        user=p.caseworker, name="key", credential_id=b"matrix", public_key=b"-"
+    )
 
     for case in (case_a, case_s, case_b):
         case.refresh_from_db()
@@ -191,6 +196,7 @@ def _build():
         "disclosure_s": disclosure_s,
         "template": TaskTemplate.objects.order_by("pk").first(),
         "glass_event": glass_event,
+        "passkey": passkey,
     }
 
 
@@ -262,6 +268,12 @@ CASE_ROLES = ["coordinator", "other_coordinator", "caseworker", "reader", "other
 EXPECTED = {
     "home": everyone(200),
     "backup_codes": everyone(405),
+    # One's own second factors: the page for everyone; a passkey's pages for its holder
+    # only (POST-only, so the holder's GET is 405); the app's removal (everyone has one).
+    "second_factor": everyone(200),
+    "passkey_rename": everyone(404, caseworker=405),
+    "passkey_remove": everyone(404, caseworker=405),
+    "authenticator_remove": everyone(405),
     "admin:index": everyone(302, administrator=200),
     # Cases
     "case_list": case_workers_only(200),
@@ -337,6 +349,12 @@ PUBLIC = {
     "login",
     "verify",
     "enrol",
+    # The passkey ceremonies (JSON, part of the login journey; tests/casework/test_passkeys.py)
+    "otp_webauthn:credential-registration-begin",
+    "otp_webauthn:credential-registration-complete",
+    "otp_webauthn:credential-authentication-begin",
+    "otp_webauthn:credential-authentication-complete",
+    "otp_webauthn:js-i18n-catalog",
     "logout",
     "set_language",
     "healthz",
@@ -374,6 +392,7 @@ def url_of(world, name, side="a") -> str:
         **object_ids(world, side),
         "template_pk": world["template"].pk,
         "seq": world["glass_event"].seq,
+        "device_pk": world["passkey"].pk,
     }
     params = url_params().get(name, [])
     assert set(params) <= set(values), (name, params)  # a new parameter needs a world object
@@ -438,7 +457,9 @@ def sealed_case_urls() -> list[str]:
 def test_the_sealed_case_urls_are_all_the_object_urls():
     names = sealed_case_urls()
     assert len(names) == 36, names
-    assert {n for n in EXPECTED if EXPECTED[n]["other_caseworker"] == 404} == set(names)
+    # Every URL an outsider gets 404 on, but the pages of one's own passkey (not a case's).
+    outsiders_404 = {n for n in EXPECTED if EXPECTED[n]["other_caseworker"] == 404}
+    assert outsiders_404 - {"passkey_rename", "passkey_remove"} == set(names)
 
 
 def _sealed_expected(name, persona):

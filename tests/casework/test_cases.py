@@ -136,7 +136,10 @@ def case_urls(world):
             urls.append((name, reverse(name, kwargs={p: values[p] for p in params})))
         else:
             # Any other id-taking pattern must be added to object_params() deliberately.
-            assert not any(p.endswith("pk") and p != "template_pk" for p in params), (name, params)
+            # Not about a case: checklists (coordinators') and one's own passkeys
+            # (tests/test_rights_matrix.py has their rows).
+            not_case = ("template_pk", "device_pk")
+            assert not any(p.endswith("pk") and p not in not_case for p in params), (name, params)
     assert len(urls) >= 29, urls
     return urls
 
@@ -540,7 +543,10 @@ def test_login_and_logout_write_events(personas):
     client.post(reverse("verify"), {"otp_token": totp_now(personas.caseworker)})
     client.post(reverse("logout"))
     actions = list(AccessEvent.objects.order_by("seq").values_list("action", flat=True))
-    assert actions == ["auth.login_failed", "auth.login", "auth.logout"]
+    # The second step says how it was passed (passkey, authenticator or backup code).
+    assert actions == ["auth.login_failed", "auth.login", "auth.verified", "auth.logout"]
+    verified = AccessEvent.objects.get(action="auth.verified")
+    assert verified.detail == {"method": "authenticator"}
     assert "caseworker" not in str(AccessEvent.objects.get(action="auth.login_failed").detail)
     assert io  # keep import used for readability of upload helpers
 

@@ -44,6 +44,7 @@ def production_env(tmp_path, **extra):
         DJANGO_SETTINGS_MODULE="config.settings",
         CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
         REDIS_URL="redis://127.0.0.1:6379/1",
+        PASSAGE_BASE_URL="https://passage.example.org",
     )
     env.update(extra)
     return {k: v for k, v in env.items() if v is not None}
@@ -75,6 +76,8 @@ UNSAFE = {
     "a fault-injection delay": ({"PASSAGE_FAULT_DELAY_SECONDS": "0.5"}, "passage.E013"),
     # A local-memory cache: rate limits would count per process.
     "no shared cache": ({"REDIS_URL": None}, "passage.E014"),
+    # Links with reset tokens in clear, and passkeys bound to an origin that is not ours.
+    "a plain http site": ({"PASSAGE_BASE_URL": "http://passage.example.org"}, "passage.E015"),
 }
 
 
@@ -224,3 +227,22 @@ def test_create_staff_refuses_a_short_password(monkeypatch):
     with pytest.raises(CommandError, match="too short"):
         call_command("create_staff", "bob", "--role", "caseworker", "--password-stdin")
     assert not User.objects.filter(username="bob").exists()
+
+
+def test_production_requires_passkeys_of_coordinators_and_administrators(tmp_path):
+    code = (
+        "from django.conf import settings as s;"
+        "print(','.join(s.PASSAGE_PASSKEY_ROLES), s.OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN,"
+        " s.OTP_WEBAUTHN_RP_ID, ','.join(s.OTP_WEBAUTHN_ALLOWED_ORIGINS))"
+    )
+    result = manage(production_env(tmp_path), "shell", "--no-imports", "-c", code)
+    assert result.stdout.split() == [
+        "coordinator,administrator",
+        "False",  # a passkey is a second factor, never a login without the password
+        "passage.example.org",
+        "https://passage.example.org",
+    ], result.stderr
+    # The organisation can widen (or, knowingly, narrow) it.
+    widened = production_env(tmp_path, PASSAGE_PASSKEY_ROLES="coordinator,administrator,caseworker")
+    result = manage(widened, "shell", "--no-imports", "-c", code)
+    assert result.stdout.split()[0] == "coordinator,administrator,caseworker"

@@ -238,7 +238,8 @@ def test_an_enrolment_link_lets_the_holder_enrol_once_after_a_fresh_login(
     link.refresh_from_db()
     assert link.used_at is not None
     (enrolled,) = events("staff.second_factor_enrolled", personas.caseworker)
-    assert enrolled.actor == personas.caseworker and enrolled.detail == {"link": str(link.pk)}
+    assert enrolled.actor == personas.caseworker
+    assert enrolled.detail == {"kind": "authenticator", "link": str(link.pk)}
 
     # Single use: a second browser with the same link gets nowhere.
     VaultTOTPDevice.objects.filter(user=personas.caseworker).delete()
