@@ -773,3 +773,5 @@ class EnrolmentLink(models.Model):
 
 
 from .otp import VaultTOTPDevice  # noqa: E402, F401  (defined by topic in casework/otp.py)
+from .outbox import *  # noqa: E402, F401, F403  (the notification outbox, casework/outbox.py)
+from .vault.registry import *  # noqa: E402, F401, F403  (keyring state, casework/vault/registry.py)

@@ -1,0 +1,9 @@
+"""Versions for edit forms and one-time form tokens (issue 13; reserved so the three parts of that work migrate in one order)."""
+
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("casework", "0012_vault_totp")]
+
+    operations = []

@@ -1,0 +1,1 @@
+"""The notification outbox (issue 13, item 5)."""
