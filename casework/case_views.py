@@ -13,10 +13,13 @@ from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
-from . import access, audit, panels, queues, search, services, vault
+from . import access, audit, panels, queues, search, services, vault, versions
 from .access import get_case_for_user
+from .drafts import keeps_draft
+from .drafts import restored as restored_draft
 from .forms import (
     BreakGlassForm,
+    CaseEditForm,
     CaseFilterForm,
     CaseForm,
     CaseSearchForm,
@@ -41,6 +44,7 @@ from .models import (
     Whereabouts,
 )
 from .responses import post_only, report_errors
+from .vault.files import STORAGE_FULL, FileNotStored
 
 
 def _works_on_cases(user):
@@ -158,7 +162,12 @@ def case_new(request):
 
 @login_required
 def case_detail(request, pk):
-    case = get_case_for_user(request, pk)
+    return case_page(request, get_case_for_user(request, pk))
+
+
+def case_page(request, case, *, note_form=None, task_form=None, status=200):
+    """The case page (a read of its content, logged); `note_form` or `task_form` is a
+    form sent back with an error, shown as typed."""
     user = request.user
     notes = case.notes.select_related("author").prefetch_related(
         Prefetch("attachments", queryset=Attachment.objects.order_by("created_at"))
@@ -175,7 +184,7 @@ def case_detail(request, pk):
     context = {
         "case": case,
         "notes": _with_case(notes, case),
-        "note_form": NoteForm(),
+        "note_form": note_form or NoteForm(initial=restored_draft(request, case)),
         "stage_form": StageForm(initial={"stage": case.stage}),
         "stage_history": case.stage_changes.select_related("changed_by"),
         "workers": access.case_workers(case),
@@ -183,9 +192,9 @@ def case_detail(request, pk):
         "panels": panels.for_case(user, case),
     }
     if case.rights.work:
-        context["task_form"] = TaskForm(assignees=queues.assignable_users(case))
+        context["task_form"] = task_form or TaskForm(assignees=queues.assignable_users(case))
         context["task_templates"] = TaskTemplate.objects.filter(active=True)
-    return render(request, "casework/case_detail.html", context)
+    return render(request, "casework/case_detail.html", context, status=status)
 
 
 def _with_case(notes, case) -> list:
@@ -207,17 +216,38 @@ def _person_initial(case) -> dict:
 
 @login_required
 def case_edit(request, pk):
+    """Edit a case. The form carries the version it was loaded from: a save over
+    someone else's newer change is refused (409) with the merge shown, nothing typed
+    lost (casework/versions.py)."""
     case = get_case_for_user(request, pk, access.CHANGE)
     teams = Team.objects.filter(
         Q(pk__in=access.teams_of(request.user).values("pk")) | Q(pk=case.team_id)
     )
-    form = CaseForm(request.POST or None, initial=_person_initial(case), teams=teams)
-    if request.method == "POST" and form.is_valid():
+    initial = _person_initial(case)
+    form = CaseEditForm(request.POST or None, initial=initial, teams=teams)
+    if request.method != "POST":
+        form.show(case, initial)
+    elif form.is_valid():
         data = form.cleaned_data
         changes = {**form.person(), "aims": data["aims"], "risk": data["risk"]}
         if case.rights.coordinates:
             changes["team"] = data["team"]
-        changed = services.case_update(actor=request.user, case=case, data=changes)
+        try:
+            changed = services.case_update(
+                actor=request.user, case=case, data=changes, version=form.expected_version
+            )
+        except versions.StaleEdit as stale:
+            form, conflict = versions.stale_form(
+                form, stale, _person_initial(stale.current), teams=teams
+            )
+            # The page shows the case as saved now: a read of its content.
+            audit.record(request.user, "case.viewed", case=case, detail={"page": "edit_conflict"})
+            return render(
+                request,
+                "casework/case_form.html",
+                {"form": form, "case": case, "stale": conflict},
+                status=409,
+            )
         messages.success(request, _("Saved.") if changed else _("Nothing was changed."))
         return redirect("case_detail", pk=case.pk)
     if request.method == "GET":
@@ -260,6 +290,7 @@ def case_reopen(request, pk):
     return redirect("case_detail", pk=case.pk)
 
 
+@keeps_draft
 @login_required
 def note_add(request, pk):
     case = get_case_for_user(request, pk, access.CHANGE)
@@ -267,17 +298,27 @@ def note_add(request, pk):
         return refused
     form = NoteForm(request.POST, request.FILES)
     if form.is_valid():
-        services.note_add(
-            actor=request.user,
-            case=case,
-            body=form.cleaned_data["body"],
-            restricted=form.cleaned_data["restricted"],
-            upload=form.cleaned_data.get("attachment"),
-        )
-        messages.success(request, _("Note added."))
-        return redirect("case_detail", pk=case.pk)
-    report_errors(request, form)
-    return redirect("case_detail", pk=case.pk)
+        try:
+            services.note_add(
+                actor=request.user,
+                case=case,
+                body=form.cleaned_data["body"],
+                restricted=form.cleaned_data["restricted"],
+                upload=form.cleaned_data.get("attachment"),
+                once=form.cleaned_data["once"],
+            )
+        except versions.AlreadyDone:
+            messages.info(request, versions.ALREADY_DONE)
+            return redirect("case_detail", pk=case.pk)
+        except FileNotStored:
+            # Nothing was saved (no row, no file): the note comes back as typed.
+            form.add_error("attachment", STORAGE_FULL)
+        else:
+            messages.success(request, _("Note added."))
+            return redirect("case_detail", pk=case.pk)
+    # The case page again, the note as typed and what was wrong beside it (never a
+    # redirect that drops the text).
+    return case_page(request, case, note_form=form, status=400)
 
 
 @login_required
@@ -318,14 +359,19 @@ def whereabouts(request, pk):
             {
                 "case": case,
                 "place": place,
-                "edit_form": WhereaboutsForm(
-                    initial={name: getattr(place, name) for name in Whereabouts.FIELDS}
-                    if place
-                    else None
-                ),
+                "edit_form": _whereabouts_form(place),
             },
         )
     return render(request, "casework/whereabouts_reason.html", {"case": case, "form": form})
+
+
+def _whereabouts_initial(place) -> dict:
+    return {name: getattr(place, name) for name in Whereabouts.FIELDS} if place else {}
+
+
+def _whereabouts_form(place):
+    initial = _whereabouts_initial(place)
+    return WhereaboutsForm(initial=initial).show(place, initial)
 
 
 @sensitive_post_parameters()
@@ -338,7 +384,18 @@ def whereabouts_edit(request, pk):
         raise Http404
     form = WhereaboutsForm(request.POST)
     if form.is_valid():
-        services.whereabouts_save(actor=request.user, case=case, data=form.cleaned_data)
+        data = {name: form.cleaned_data[name] for name in Whereabouts.FIELDS}
+        try:
+            services.whereabouts_save(
+                actor=request.user, case=case, data=data, version=form.expected_version
+            )
+        except versions.StaleEdit as stale:
+            # The page compares with what is saved now: a read of the whereabouts.
+            place = services.whereabouts_view(actor=request.user, case=case, reason="edit_conflict")
+            stale.current = place
+            form, conflict = versions.stale_form(form, stale, _whereabouts_initial(place))
+            context = {"case": case, "place": None, "edit_form": form, "stale": conflict}
+            return render(request, "casework/whereabouts.html", context, status=409)
         messages.success(request, _("Whereabouts saved."))
         return redirect("case_detail", pk=case.pk)
     return render(

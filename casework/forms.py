@@ -17,6 +17,7 @@ from .models import (
     Team,
     User,
 )
+from .versions import OnceForm, VersionedForm, VersionField
 
 
 class LoginForm(AuthenticationForm):
@@ -79,7 +80,7 @@ class NamesField(forms.CharField):
 
 
 class CaseForm(forms.Form):
-    """Intake and edit of a case: the person (encrypted) and how we work with them."""
+    """Intake of a case: the person (encrypted) and how we work with them."""
 
     legal_name = forms.CharField(label=_("Legal name"), max_length=NAME_LIMIT)
     other_names = NamesField(
@@ -167,13 +168,17 @@ class CaseForm(forms.Form):
         return person
 
 
+class CaseEditForm(VersionedForm, CaseForm):
+    """The edit of a case: its fields, and the version and values it was loaded from."""
+
+
 class StageForm(forms.Form):
     stage = forms.ChoiceField(
         label=_("Stage"), choices=[c for c in Stage.choices if c[0] != Stage.CLOSED]
     )
 
 
-class NoteForm(forms.Form):
+class NoteForm(OnceForm):
     body = forms.CharField(
         label=_("New note"), max_length=TEXT_LIMIT, widget=forms.Textarea(attrs={"rows": 3})
     )
@@ -192,7 +197,7 @@ class NoteForm(forms.Form):
         return upload
 
 
-class WhereaboutsForm(forms.Form):
+class WhereaboutsForm(VersionedForm):
     country = forms.CharField(label=_("Country"), max_length=100, required=False)
     city = forms.CharField(label=_("City"), max_length=100, required=False)
     address = forms.CharField(
@@ -358,6 +363,7 @@ class ChecklistApplyForm(forms.Form):
 
 class TaskStatusForm(forms.Form):
     status = forms.ChoiceField(label=_("Status"), choices=TaskStatus.choices)
+    version = VersionField()
 
 
 class TaskCommentForm(forms.Form):
@@ -366,12 +372,32 @@ class TaskCommentForm(forms.Form):
     )
 
 
+class TaskAssignForm(AssignForm):
+    """One task's assignment, with the version of the task it was loaded with."""
+
+    version = VersionField()
+
+
 class BulkAssignForm(AssignForm):
+    """Tasks ticked on the board, each with the version the board showed
+    (`version-<task id>`), and who gets them."""
+
     tasks = forms.ModelMultipleChoiceField(queryset=Task.objects.none())
 
     def __init__(self, *args, tasks=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["tasks"].queryset = tasks if tasks is not None else Task.objects.none()
+
+    def clean(self):
+        cleaned = super().clean()
+        versions = {}
+        for task in cleaned.get("tasks") or []:
+            try:
+                versions[task.pk] = VersionField().clean(self.data.get(f"version-{task.pk}"))
+            except forms.ValidationError as error:
+                raise forms.ValidationError(error.messages[0]) from None
+        cleaned["versions"] = versions
+        return cleaned
 
 
 class BoardFilterForm(forms.Form):
@@ -401,9 +427,18 @@ class BoardFilterForm(forms.Form):
 
 
 class TaskTemplateForm(forms.ModelForm):
+    # The version of the checklist the page was loaded with; a new one has none.
+    version = VersionField(required=False)
+
     class Meta:
         model = TaskTemplate
         fields = ["name", "aim", "active"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["version"].required = True
+            self.fields["version"].initial = self.instance.version
 
 
 TemplateItemFormSet = forms.inlineformset_factory(

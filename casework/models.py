@@ -11,6 +11,7 @@ from django_otp.models import Device, ThrottlingMixin
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from . import vault
+from .versions import Versioned
 
 
 class Role(models.TextChoices):
@@ -300,7 +301,7 @@ class CaseCounter(models.Model):
         return f"P-{year}-{last:04d}"
 
 
-class Case(vault.DataKeyOwner, vault.VaultModel):
+class Case(Versioned, vault.DataKeyOwner, vault.VaultModel):
     """A person who left, and the organisation's work with them.
 
     Everything about the person is encrypted under the case's own data key. Who may
@@ -409,7 +410,7 @@ class StageChange(models.Model):
         return f"{self.from_stage or '-'} -> {self.to_stage}"
 
 
-class Whereabouts(vault.VaultModel):
+class Whereabouts(Versioned, vault.VaultModel):
     """Where the person is and how to reach them: behind its own permission."""
 
     vault_owner = "case"
@@ -598,7 +599,7 @@ class TaskStatus(models.TextChoices):
 ACTIVE_STATUSES = [TaskStatus.OPEN, TaskStatus.IN_PROGRESS, TaskStatus.WAITING]
 
 
-class Task(vault.VaultModel):
+class Task(Versioned, vault.VaultModel):
     """A piece of work on a case. Title and details are encrypted under the case's key:
     they often name people."""
 
@@ -683,7 +684,7 @@ class TaskEvent(vault.VaultModel):
         return self.kind
 
 
-class TaskTemplate(models.Model):
+class TaskTemplate(Versioned, models.Model):
     """A checklist per aim that creates a set of tasks due relative to today."""
 
     name = models.CharField(_("name"), max_length=100, unique=True)
@@ -772,6 +773,8 @@ class EnrolmentLink(models.Model):
         return "enrolment link"
 
 
+from .drafts import NoteDraft  # noqa: E402, F401  (notes kept over a session timeout, casework/drafts.py)
 from .otp import VaultTOTPDevice  # noqa: E402, F401  (defined by topic in casework/otp.py)
 from .outbox import *  # noqa: E402, F401, F403  (the notification outbox, casework/outbox.py)
 from .vault.registry import *  # noqa: E402, F401, F403  (keyring state, casework/vault/registry.py)
+from .versions import FormToken  # noqa: E402, F401  (one effect per submission, casework/versions.py)

@@ -13,10 +13,10 @@ from django.views.decorators.http import require_POST
 from . import access, audit, queues
 from .access import get_case_for_user, get_task_for_user
 from .forms import (
-    AssignForm,
     BoardFilterForm,
     BulkAssignForm,
     ChecklistApplyForm,
+    TaskAssignForm,
     TaskCommentForm,
     TaskForm,
     TaskStatusForm,
@@ -25,6 +25,7 @@ from .forms import (
 )
 from .models import Role, TaskStatus, TaskTemplate
 from .responses import post_only, redirect_back, report_errors
+from .versions import StaleEdit
 
 
 def _require_caseworkers(user):
@@ -99,7 +100,12 @@ def task_claim(request, task_pk):
 
 @login_required
 def task_detail(request, task_pk):
-    task = get_task_for_user(request, task_pk)
+    return task_page(request, get_task_for_user(request, task_pk))
+
+
+def task_page(request, task, *, comment_form=None, status=200):
+    """A task's page (a read, logged); `comment_form` is a comment sent back with an
+    error, shown as typed."""
     rights = task.case.rights
     audit.record(request.user, "task.viewed", case=task.case, obj=task)
     return render(
@@ -109,12 +115,14 @@ def task_detail(request, task_pk):
             "task": task,
             "history": task.history.select_related("actor"),
             "rights": rights,
-            "status_form": TaskStatusForm(initial={"status": task.status}),
-            "comment_form": TaskCommentForm(),
-            "assign_form": AssignForm(
-                initial={"assignee": task.assignee_id}, assignees=queues.assignable_users(task)
+            "status_form": TaskStatusForm(initial={"status": task.status, "version": task.version}),
+            "comment_form": comment_form or TaskCommentForm(),
+            "assign_form": TaskAssignForm(
+                initial={"assignee": task.assignee_id, "version": task.version},
+                assignees=queues.assignable_users(task),
             ),
         },
+        status=status,
     )
 
 
@@ -124,18 +132,53 @@ def task_status(request, task_pk):
     if (refused := post_only(request)) is not None:
         return refused
     form = TaskStatusForm(request.POST)
-    if form.is_valid():
-        queues.task_set_status(actor=request.user, task=task, status=form.cleaned_data["status"])
-        if request.htmx:
-            return render(
-                request,
-                "casework/_queue_row.html",
-                {"task": task, "today": timezone.localdate(), "statuses": TaskStatus.choices},
-            )
-        messages.success(request, _("Task updated."))
+    if not form.is_valid():
+        report_errors(request, form)
+        return redirect_back(request, default="my_queue")
+    refused = None
+    try:
+        task = queues.task_set_status(
+            actor=request.user,
+            task=task,
+            status=form.cleaned_data["status"],
+            version=form.cleaned_data["version"],
+        )
+    except StaleEdit as stale:
+        # Someone changed the task since this page showed it: their change stands.
+        task, refused = stale.current, stale_task_message(stale)
+    if request.htmx:
+        return render(
+            request,
+            "casework/_queue_row.html",
+            {
+                "task": task,
+                "today": timezone.localdate(),
+                "statuses": TaskStatus.choices,
+                "refused": refused,
+            },
+        )
+    if refused:
+        messages.warning(request, refused)
     else:
-        messages.error(request, _("Choose a status from the list."))
+        messages.success(request, _("Task updated."))
     return redirect_back(request, default="my_queue")
+
+
+def stale_task_message(stale: StaleEdit) -> str:
+    """Who changed the task since the page showed it, for the person whose change was
+    refused."""
+    who = ", ".join(sorted({c.actor for c in stale.changes if c.actor})) or _("someone")
+    return _(
+        "%(who)s changed this task since your page showed it, so your change was not "
+        "made. It now reads: %(status)s, assigned to %(assignee)s. Check it and try again "
+        "if needed."
+    ) % {
+        "who": who,
+        "status": stale.current.get_status_display(),
+        "assignee": stale.current.assignee.get_username()
+        if stale.current.assignee
+        else _("nobody"),
+    }
 
 
 @login_required
@@ -147,9 +190,9 @@ def task_comment(request, task_pk):
     if form.is_valid():
         queues.task_comment(actor=request.user, task=task, comment=form.cleaned_data["comment"])
         messages.success(request, _("Comment added."))
-    else:
-        messages.error(request, _("Write a comment first (at most 20,000 characters)."))
-    return redirect("task_detail", task_pk=task.pk)
+        return redirect("task_detail", task_pk=task.pk)
+    # The task's page again, the comment as typed with what was wrong.
+    return task_page(request, task, comment_form=form, status=400)
 
 
 @login_required
@@ -159,22 +202,28 @@ def task_assign(request, task_pk):
         return refused
     if not task.case.rights.assign:
         raise PermissionDenied
-    form = AssignForm(request.POST, assignees=queues.assignable_users(task))
+    form = TaskAssignForm(request.POST, assignees=queues.assignable_users(task))
     if form.is_valid():
-        _assign(request, [task], form.cleaned_data)
+        _assign(request, [task], form.cleaned_data, {task.pk: form.cleaned_data["version"]})
+    elif "version" in form.errors:
+        report_errors(request, form)
     else:
         messages.error(request, _("Choose someone from the case's team."))
     return redirect_back(request, default="board")
 
 
-def _assign(request, tasks, data) -> bool:
+def _assign(request, tasks, data, versions) -> bool:
     try:
         queues.task_assign(
             actor=request.user,
             tasks=tasks,
             assignee=data["assignee"],
             grant_access=data["grant_access"],
+            versions=versions,
         )
+    except StaleEdit as stale:
+        messages.warning(request, _("Nothing was assigned.") + " " + stale_task_message(stale))
+        return False
     except ValidationError as exc:
         report_errors(request, exc)
         return False
@@ -215,7 +264,9 @@ def board_assign(request):
     form = BulkAssignForm(request.POST, tasks=candidates, assignees=assignees)
     if form.is_valid():
         tasks = access.attach_task_rights(form.cleaned_data["tasks"], request.user)
-        _assign(request, tasks, form.cleaned_data)
+        _assign(request, tasks, form.cleaned_data, form.cleaned_data["versions"])
+    elif form.non_field_errors():
+        report_errors(request, form.non_field_errors())
     else:
         messages.error(request, _("Tick at least one task and choose who gets them."))
     return redirect_back(request, default="board")
@@ -242,12 +293,15 @@ def case_task_new(request, pk):
                 grant_access=data["grant_access"],
             )
         except ValidationError as exc:
-            report_errors(request, exc)
+            form.add_error(None, exc)
         else:
             messages.success(request, _("Task added."))
-    else:
-        report_errors(request, form)
-    return redirect(f"{_case_url(case)}#tasks")
+            return redirect(f"{_case_url(case)}#tasks")
+    # The case page again, the task as typed with what was wrong.
+    from .case_views import case_page
+
+    report_errors(request, form)
+    return case_page(request, case, task_form=form, status=400)
 
 
 @login_required
@@ -295,7 +349,28 @@ def task_template_edit(request, template_pk=None):
                 template=template,
                 data=form.cleaned_data,
                 items=items.cleaned_data,
+                version=form.cleaned_data["version"],
             )
+        except StaleEdit as stale:
+            # Another coordinator saved it meanwhile: say who and what, keep the typing,
+            # and let a second save (from the current version) apply it.
+            data = request.POST.copy()
+            data["version"] = str(stale.current.version)
+            form = TaskTemplateForm(data, instance=template)
+            items = TemplateItemFormSet(data, instance=template)
+            labels = {name: str(field.label) for name, field in form.fields.items()}
+            conflict = {
+                "changes": [
+                    {
+                        "actor": change.actor,
+                        "at": change.at,
+                        "fields": [labels.get(f, f) for f in change.fields] or [_("its tasks")],
+                    }
+                    for change in stale.changes
+                ]
+            }
+            context = {"form": form, "items": items, "template": template, "stale": conflict}
+            return render(request, "casework/task_template_form.html", context, status=409)
         except ValidationError as exc:
             report_errors(request, exc)
         else:

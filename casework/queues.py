@@ -23,6 +23,8 @@ from .models import (
     TaskTemplate,
     TaskTemplateItem,
 )
+from .versions import bump
+from .versions import lock as version_lock
 
 
 class AccessNeeded(ValidationError):
@@ -181,19 +183,25 @@ TEMPLATE_ITEM_FIELDS = ("title", "priority", "due_in_days", "position")
 
 
 @transaction.atomic
-def template_save(*, actor, template: TaskTemplate | None, data: dict, items: list[dict]):
+def template_save(
+    *, actor, template: TaskTemplate | None, data: dict, items: list[dict], version=None
+):
     """Create or change a checklist and its tasks; one access event says what changed
     (field names and counts: the titles stay out of the log). Nothing changed, no event.
 
     `data` holds the checklist's fields; each of `items` a task's fields, its "id" (a
     task of this checklist, or None for a new one) and "DELETE" (as a formset cleans them).
+    With `version` (the one the page was loaded with), a checklist someone changed
+    meanwhile raises StaleEdit and nothing is written.
     """
     if not actor.has_role(Role.COORDINATOR):
         raise PermissionDenied
     adding = template is None or template.pk is None
     # The stored row, not the form's instance (a ModelForm writes into its instance).
     stored = (
-        TaskTemplate() if adding else TaskTemplate.objects.select_for_update().get(pk=template.pk)
+        TaskTemplate()
+        if adding
+        else version_lock(TaskTemplate.objects.get(pk=template.pk), version)
     )
     fields = [
         name
@@ -202,18 +210,19 @@ def template_save(*, actor, template: TaskTemplate | None, data: dict, items: li
     ]
     for name in fields:
         setattr(stored, name, data[name])
-    if fields:
+    if adding:
         stored.save()
     counts = _template_items_save(stored, items)
-    if not adding and not fields and any(counts.values()):
-        stored.save(update_fields=["updated_at"])
+    if not adding and (fields or any(counts.values())):
+        bump(stored)
+        stored.save()
     if fields or any(counts.values()):
         audit.record(
             actor,
             "checklist.created" if adding else "checklist.updated",
             obj=stored,
             fields=fields,
-            detail=counts,
+            detail={**counts, "version": stored.version},
         )
     return stored
 
@@ -250,15 +259,23 @@ def may_assign(actor, task) -> bool:
 
 
 @transaction.atomic
-def task_assign(*, actor, tasks, assignee, grant_access: bool = False) -> int:
+def task_assign(
+    *, actor, tasks, assignee, grant_access: bool = False, versions: dict | None = None
+) -> int:
     """Assign tasks to one person of their cases' teams.
 
-    1. Everyone gets tasks only on cases of a team they belong to.
-    2. Someone who cannot see a case gets access only if a coordinator of that case's
+    1. Each task's row is read again under a lock; with `versions` ({task id: the version
+       the page showed}), a task that changed meanwhile (claimed, assigned, closed)
+       refuses the whole assignment with StaleEdit: a claim is never overwritten.
+    2. Everyone gets tasks only on cases of a team they belong to.
+    3. Someone who cannot see a case gets access only if a coordinator of that case's
        team asks for it in this same step (logged as access.granted); otherwise the
        whole assignment is refused with AccessNeeded. Nothing is widened silently.
     """
-    tasks = list(tasks)
+    tasks = [
+        version_lock(t, None if versions is None else versions.get(t.pk, 0))
+        for t in sorted(tasks, key=lambda t: str(t.pk))  # one lock order for every caller
+    ]
     for task in tasks:
         if not may_assign(actor, task):
             raise PermissionDenied
@@ -279,7 +296,8 @@ def task_assign(*, actor, tasks, assignee, grant_access: bool = False) -> int:
         if previous == (assignee.pk if assignee else None):
             continue
         task.assignee = assignee
-        task.save(update_fields=["assignee"])
+        bump(task)
+        task.save(update_fields=["assignee", "version"])
         _event(
             task,
             actor,
@@ -288,6 +306,7 @@ def task_assign(*, actor, tasks, assignee, grant_access: bool = False) -> int:
             detail={
                 "from": str(previous) if previous else None,
                 "to": str(assignee.pk) if assignee else None,
+                "version": task.version,
             },
         )
     return len(tasks)
@@ -299,38 +318,44 @@ def task_claim(*, actor, task: Task) -> bool:
     if not access.rights_of(actor, task.case).work:
         raise PermissionDenied
     won = Task.objects.filter(pk=task.pk, assignee__isnull=True, status__in=ACTIVE_STATUSES).update(
-        assignee=actor
+        assignee=actor, version=F("version") + 1
     )
     if won:
-        task.assignee = actor
+        task.refresh_from_db(fields=["assignee", "version"])
         _event(
             task,
             actor,
             TaskEvent.Kind.CLAIMED,
             fields=["assignee"],
-            detail={"to": str(actor.pk)},
+            detail={"to": str(actor.pk), "version": task.version},
         )
     return bool(won)
 
 
 @transaction.atomic
-def task_set_status(*, actor, task: Task, status: str) -> None:
+def task_set_status(*, actor, task: Task, status: str, version: int | None = None) -> Task:
+    """Move a task to `status`; the task as saved. With `version` (the one the row on the
+    page showed), a task changed meanwhile raises StaleEdit: a stale "in progress" never
+    undoes "done"."""
     if not access.rights_of(actor, task.case).work:
         raise PermissionDenied
+    task = version_lock(task, version)
     if status == task.status:
-        return
+        return task
     old = task.status
     task.status = status
     task.completed_at = timezone.now() if status == TaskStatus.DONE else None
-    task.save(update_fields=["status", "completed_at"])
+    bump(task)
+    task.save(update_fields=["status", "completed_at", "version"])
     _event(
         task,
         actor,
         TaskEvent.Kind.STATUS,
         fields=["status"],
-        detail={"from": old, "to": status},
+        detail={"from": old, "to": status, "version": task.version},
         action="task.status_changed",
     )
+    return task
 
 
 @transaction.atomic

@@ -91,6 +91,9 @@ class SessionLifetimeMiddleware:
                 now - seen > settings.SESSION_IDLE_SECONDS
                 or now - started > settings.SESSION_ABSOLUTE_SECONDS
             ):
+                if request.method == "POST":
+                    # Whose it was, so a note being sent is kept (casework/drafts.py).
+                    request.passage_expired_user = request.user
                 logout(request)
                 messages.info(request, _("Your session has ended. Please log in again."))
             elif now - seen >= self.TOUCH_SECONDS or "passage_seen_at" not in session:
@@ -120,6 +123,9 @@ class StaffOnlyMiddleware:
             return None
         user = request.user
         if not user.is_authenticated:
+            expired = getattr(request, "passage_expired_user", None)
+            if expired is not None and getattr(view_func, "passage_draft", False):
+                return _keep_draft(request, expired, view_kwargs)
             return redirect_to(request, "login")
         if access == "password":
             return None
@@ -129,6 +135,20 @@ class StaffOnlyMiddleware:
         if step is None or (step == access == "second_factor"):
             return None
         return redirect_to(request, step)
+
+
+def _keep_draft(request, user, view_kwargs):
+    """A note sent by a session that just ran out: kept for after the next login."""
+    from .drafts import keep
+
+    if not keep(request, user, view_kwargs.get("pk")):
+        return redirect_to(request, "login")
+    messages.info(
+        request,
+        _("Your note was not added yet, but it is kept: log in again and it is back."),
+    )
+    case_page = reverse("case_detail", args=[view_kwargs["pk"]])
+    return redirect(reverse("login") + "?" + urlencode({"next": case_page}))
 
 
 def redirect_to(request, name):

@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from guardian.shortcuts import assign_perm, remove_perm
 
-from . import access, audit, vault
+from . import access, audit, vault, versions
 from .models import Attachment, BreakGlass, Case, Note, Role, Stage, StageChange, User, Whereabouts
 
 
@@ -46,19 +46,27 @@ def case_open(*, actor: User, team, person: dict, aims: list, risk: str) -> Case
 
 
 @transaction.atomic
-def case_update(*, actor: User, case: Case, data: dict) -> list[str]:
+def case_update(*, actor: User, case: Case, data: dict, version: int | None = None) -> list[str]:
+    """Change a case's fields. The row is read again under a lock: with `version` (the
+    one the edit form was loaded from), a case someone changed meanwhile raises
+    versions.StaleEdit and nothing is written (casework/versions.py)."""
+    case = versions.lock(case, version)
     changed = _changed(case, data)
     if not changed:
         return []
     for name in changed:
         setattr(case, name, data[name])
+    versions.bump(case)
     case.save()
-    audit.record(actor, "case.updated", case=case, fields=changed)
+    audit.record(
+        actor, "case.updated", case=case, obj=case, fields=changed, detail={"version": case.version}
+    )
     return changed
 
 
 @transaction.atomic
 def case_change_stage(*, actor: User, case: Case, stage: str) -> None:
+    case = versions.lock(case)  # two changes at once: each history row has the true "from"
     if stage == case.stage:
         return
     old = case.stage
@@ -122,6 +130,7 @@ def case_seal(*, actor: User, case: Case, sealed: bool) -> None:
     """Sealing keeps the case to named users: the sealing coordinator is named at once."""
     if not access.rights_of(actor, case).manage:
         raise PermissionDenied
+    case = versions.lock(case)
     if sealed:
         for perm in access.GRANTS["work"]:
             assign_perm(perm, actor, case)
@@ -135,52 +144,84 @@ def case_seal(*, actor: User, case: Case, sealed: bool) -> None:
     )
 
 
-@transaction.atomic
-def note_add(*, actor: User, case: Case, body: str, restricted: bool, upload=None) -> Note:
-    note = Note(case=case, author=actor, body=body, restricted=restricted)
-    note.save()
-    audit.record(
-        actor,
-        "note.created",
-        case=case,
-        obj=note,
-        fields=["body"],
-        detail={"restricted": restricted},
-    )
+def note_add(
+    *, actor: User, case: Case, body: str, restricted: bool, upload=None, once=None
+) -> Note:
+    """Add a note (and its attachment) to a case.
+
+    1. The file first, outside the transaction: written whole or not at all
+       (vault.files raises FileNotStored, e.g. on a full disk, and leaves nothing).
+    2. Then one transaction: the form's one-time token (a double submit adds one note:
+       versions.AlreadyDone), the note, the attachment row and their events.
+    3. If that transaction fails, the file is removed again: no orphan.
+    """
+    blob = None
     if upload is not None:
         data = upload.read()
-        # The file is written first; if the row cannot be written it is removed again.
         blob = vault.save_file(case.data_key, data)
-        try:
-            attachment = Attachment.objects.create(
+    try:
+        with transaction.atomic():
+            versions.use_once(actor=actor, token=once)
+            note = Note(case=case, author=actor, body=body, restricted=restricted)
+            note.save()
+            audit.record(
+                actor,
+                "note.created",
                 case=case,
-                note=note,
-                blob_name=blob,
-                size=len(data),
-                filename=upload.name[:255],
-                content_type=(upload.content_type or "application/octet-stream")[:100],
-                uploaded_by=actor,
+                obj=note,
+                fields=["body"],
+                detail={"restricted": restricted},
             )
-        except Exception:
+            if blob is not None:
+                attachment = Attachment.objects.create(
+                    case=case,
+                    note=note,
+                    blob_name=blob,
+                    size=len(data),
+                    filename=upload.name[:255],
+                    content_type=(upload.content_type or "application/octet-stream")[:100],
+                    uploaded_by=actor,
+                )
+                audit.record(actor, "attachment.created", case=case, obj=attachment)
+    except BaseException:
+        if blob is not None:
             vault.delete_file(blob)
-            raise
-        audit.record(actor, "attachment.created", case=case, obj=attachment)
+        raise
     return note
 
 
 @transaction.atomic
-def whereabouts_save(*, actor: User, case: Case, data: dict) -> list[str]:
+def whereabouts_save(
+    *, actor: User, case: Case, data: dict, version: int | None = None
+) -> list[str]:
+    """Save a case's whereabouts. The case row is locked first (two first saves at once
+    make one row), then the whereabouts row: with `version`, a stale form raises
+    versions.StaleEdit (a phone number is never silently put back)."""
+    versions.lock(case)
     place = Whereabouts.objects.filter(case=case).first()
     if place is None:
+        if version not in (None, 0):  # 0: the form was loaded when there were none
+            raise versions.StaleEdit(None, [])
         place = Whereabouts(case=case)
         changed = [name for name, value in data.items() if value not in (None, "")]
     else:
+        place = versions.lock(place, version)
         changed = _changed(place, data)
+        if not changed:
+            return []
+        versions.bump(place)
     for name, value in data.items():
         setattr(place, name, value)
     place.updated_by = actor
     place.save()
-    audit.record(actor, "whereabouts.updated", case=case, obj=place, fields=changed)
+    audit.record(
+        actor,
+        "whereabouts.updated",
+        case=case,
+        obj=place,
+        fields=changed,
+        detail={"version": place.version},
+    )
     return changed
 
 

@@ -4,6 +4,7 @@ Production-only values (SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL, the keyring) co
 from the environment; with DEBUG off the app refuses to start without them.
 """
 
+import json
 import os
 import sys
 from datetime import timedelta
@@ -287,6 +288,15 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = DEV
 # Encrypted attachments live here; never served as static files, and no MEDIA_URL.
 MEDIA_ROOT = Path(env("MEDIA_ROOT", VAR_DIR / "media"))
+# Where encrypted attachments and scans are stored (casework/vault/files.py): by default
+# MEDIA_ROOT/vault/ on this machine; with several web hosts, a shared folder (MEDIA_ROOT
+# on a shared filesystem) or an S3-compatible store, e.g. with django-storages installed:
+# PASSAGE_ATTACHMENTS_BACKEND=storages.backends.s3.S3Storage and
+# PASSAGE_ATTACHMENTS_OPTIONS='{"bucket_name": "...", "endpoint_url": "..."}'.
+STORAGES["attachments"] = {
+    "BACKEND": env("PASSAGE_ATTACHMENTS_BACKEND", "casework.vault.files.VaultFileStorage"),
+    "OPTIONS": json.loads(env("PASSAGE_ATTACHMENTS_OPTIONS", "{}")),
+}
 PASSAGE_MAX_ATTACHMENT_BYTES = env_int("PASSAGE_MAX_ATTACHMENT_BYTES", 20 * 1024 * 1024)
 
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"

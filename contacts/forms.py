@@ -4,6 +4,7 @@ from django.utils.translation import gettext_lazy as _
 
 from casework import access
 from casework.models import User
+from casework.versions import OnceForm, VersionedForm
 
 from .models import ConsentEvent, Contact, ContactKind, Message, Purpose
 
@@ -30,6 +31,10 @@ class ContactForm(forms.Form):
     )
 
     FIELDS = ["kind", "name", "relationship", "organisation", "phone", "email", "notes"]
+
+
+class ContactEditForm(VersionedForm, ContactForm):
+    """The edit of a contact: its fields, and the version and values it was loaded from."""
 
 
 class DoNotDiscloseForm(forms.Form):
@@ -81,7 +86,7 @@ class ConsentStartForm(forms.Form):
             self.fields[name].label_from_instance = lambda c: f"{c.name} ({c.get_kind_display()})"
 
 
-class ConsentRecordForm(forms.Form):
+class ConsentRecordForm(OnceForm):
     """Step 2, under the notice text: the answer and how it was given."""
 
     decision = forms.ChoiceField(
@@ -122,7 +127,7 @@ class ConsentRecordForm(forms.Form):
         return scan
 
 
-class WithdrawForm(forms.Form):
+class WithdrawForm(OnceForm):
     method = forms.ChoiceField(label=_("How was it withdrawn"), choices=ConsentEvent.Method.choices)
     witness = forms.ModelChoiceField(
         label=_("Witness (for verbal withdrawal)"), required=False, queryset=User.objects.none()
@@ -135,7 +140,7 @@ class WithdrawForm(forms.Form):
         )
 
 
-class MessageForm(forms.Form):
+class MessageForm(OnceForm):
     direction = forms.ChoiceField(label=_("Direction"), choices=Message.Direction.choices)
     body = forms.CharField(
         label=_("Message"), max_length=TEXT_LIMIT, widget=forms.Textarea(attrs={"rows": 4})

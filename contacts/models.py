@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from casework import audit, vault
 from casework.models import Case
+from casework.versions import Versioned
 
 
 class ContactKind(models.TextChoices):
@@ -19,7 +20,7 @@ class ContactKind(models.TextChoices):
     AGENCY = "agency", _("Partner agency")
 
 
-class Contact(vault.VaultModel):
+class Contact(Versioned, vault.VaultModel):
     """Someone in the person's life or work: details encrypted under the case's key."""
 
     vault_owner = "case"

@@ -8,8 +8,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from casework import access, audit, vault
+from casework import access, audit, vault, versions
 from casework.models import Whereabouts
+from casework.versions import use_once
 
 from .consent import require_consent
 from .models import (
@@ -25,16 +26,27 @@ from .models import (
 
 
 @transaction.atomic
-def contact_save(*, actor, case, data: dict, contact: Contact | None = None) -> Contact:
+def contact_save(
+    *, actor, case, data: dict, contact: Contact | None = None, version: int | None = None
+) -> Contact:
+    """Add a contact, or change one: its row read again under a lock, and with `version`
+    (the edit form's) a contact changed meanwhile raises versions.StaleEdit."""
     adding = contact is None
-    contact = contact or Contact(case=case, created_by=actor)
+    if adding:
+        contact = Contact(case=case, created_by=actor)
+    else:
+        contact = versions.lock(contact, version)
     changed = [
         k
         for k, v in data.items()
         if adding and v not in (None, "") or not adding and (getattr(contact, k) or "") != (v or "")
     ]
+    if not adding and not changed:
+        return contact
     for name, value in data.items():
         setattr(contact, name, value)
+    if not adding:
+        versions.bump(contact)
     contact.save()
     audit.record(
         actor,
@@ -42,6 +54,7 @@ def contact_save(*, actor, case, data: dict, contact: Contact | None = None) -> 
         case=case,
         obj=contact,
         fields=changed,
+        detail={"version": contact.version},
     )
     return contact
 
@@ -96,13 +109,16 @@ def consent_record(
     expires_on=None,
     scan=None,
     remarks: str = "",
+    once: str | None = None,
 ) -> ConsentEvent:
     """Append a consent event, after checking that it can stand as evidence.
 
     A grant or decline needs the notice that was shown; verbal consent needs a second
     staff member as witness; signed paper needs its scan; a named purpose needs its
     contact. A withdrawal or decline of message relay stops messages still waiting.
+    `once` is the form's one-time token: the same form sent twice records one event.
     """
+    use_once(actor=actor, token=once)
     if purpose in NAMED_PURPOSES and counterpart is None:
         raise ValidationError(_("Choose the contact this consent is about."))
     for contact in (subject, counterpart):
@@ -118,34 +134,39 @@ def consent_record(
     if method == ConsentEvent.Method.SIGNED_PAPER and scan is None and decision == "granted":
         raise ValidationError(_("Attach the scan of the signed paper."))
     blob = vault.save_file(case.data_key, scan.read()) if scan is not None else ""
-    event = ConsentEvent(
-        case=case,
-        subject=subject,
-        purpose=purpose,
-        counterpart=counterpart if purpose in NAMED_PURPOSES else None,
-        decision=decision,
-        notice=notice,
-        notice_sha256=notice.sha256 if notice else "",
-        method=method,
-        scan_blob=blob,
-        recorded_by=actor,
-        witness=witness,
-        expires_on=expires_on if decision == ConsentEvent.Decision.GRANTED else None,
-        remarks=remarks,
-    )
-    event.save()
-    audit.record(
-        actor,
-        "consent.recorded",
-        case=case,
-        obj=event,
-        detail={
-            "purpose": purpose,
-            "decision": decision,
-            "method": method,
-            "notice": event.notice_sha256[:12],
-        },
-    )
+    try:
+        event = ConsentEvent(
+            case=case,
+            subject=subject,
+            purpose=purpose,
+            counterpart=counterpart if purpose in NAMED_PURPOSES else None,
+            decision=decision,
+            notice=notice,
+            notice_sha256=notice.sha256 if notice else "",
+            method=method,
+            scan_blob=blob,
+            recorded_by=actor,
+            witness=witness,
+            expires_on=expires_on if decision == ConsentEvent.Decision.GRANTED else None,
+            remarks=remarks,
+        )
+        event.save()
+        audit.record(
+            actor,
+            "consent.recorded",
+            case=case,
+            obj=event,
+            detail={
+                "purpose": purpose,
+                "decision": decision,
+                "method": method,
+                "notice": event.notice_sha256[:12],
+            },
+        )
+    except BaseException:
+        if blob:  # a scan written for an event that is not saved goes again: no orphan
+            vault.delete_file(blob)
+        raise
     if decision != ConsentEvent.Decision.GRANTED and purpose in (Purpose.RELAY, Purpose.PROCESSING):
         _stop_waiting_messages(case=case, counterpart=event.counterpart, actor=actor)
     return event
@@ -171,7 +192,7 @@ def consent_lapse(*, case, event: ConsentEvent) -> ConsentEvent:
 
 
 def consent_withdraw(
-    *, actor, case, event: ConsentEvent, method: str, witness=None
+    *, actor, case, event: ConsentEvent, method: str, witness=None, once: str | None = None
 ) -> ConsentEvent:
     """Withdrawal is a new event; it takes effect at once."""
     return consent_record(
@@ -183,12 +204,16 @@ def consent_withdraw(
         subject=event.subject,
         counterpart=event.counterpart,
         witness=witness,
+        once=once,
     )
 
 
 # --- Messages ---------------------------------------------------------------------------------
 @transaction.atomic
-def message_submit(*, actor, case, contact: Contact, direction: str, body: str) -> Message:
+def message_submit(
+    *, actor, case, contact: Contact, direction: str, body: str, once: str | None = None
+) -> Message:
+    use_once(actor=actor, token=once)
     require_consent(case, Purpose.RELAY, contact)
     thread, _created = Thread.objects.get_or_create(case=case, contact=contact)
     message = Message(thread=thread, direction=direction, body=body, created_by=actor)
@@ -205,6 +230,8 @@ def message_submit(*, actor, case, contact: Contact, direction: str, body: str) 
 
 @transaction.atomic
 def message_review(*, actor, case, message: Message, decision: str, reason: str = "") -> None:
+    # Two reviewers at once: the row's lock orders them, the second finds it reviewed.
+    message = versions.lock(message)
     if message.status != Message.Status.PENDING:
         raise ValidationError(_("This message was reviewed already."))
     if not message.may_review(actor):

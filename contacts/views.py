@@ -9,14 +9,16 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters
 
-from casework import access, audit, vault
+from casework import access, audit, vault, versions
 from casework.access import get_case_for_user
 from casework.responses import post_only, report_errors
+from casework.vault.files import STORAGE_FULL, FileNotStored
 
 from . import consent, services
 from .forms import (
     ConsentRecordForm,
     ConsentStartForm,
+    ContactEditForm,
     ContactForm,
     DoNotDiscloseForm,
     MessageForm,
@@ -71,15 +73,25 @@ def contact_edit(request, pk, contact_pk):
     case = get_case_for_user(request, pk, access.CHANGE)
     contact = get_object_or_404(Contact, pk=contact_pk, case=case)
     contact.case = case
-    initial = {k: getattr(contact, k) for k in ContactForm.FIELDS}
-    form = ContactForm(request.POST or None, initial=initial)
-    if request.method == "POST" and form.is_valid():
-        services.contact_save(
-            actor=request.user,
-            case=case,
-            contact=contact,
-            data={k: form.cleaned_data[k] for k in ContactForm.FIELDS},
-        )
+    initial = _contact_initial(contact)
+    form = ContactEditForm(request.POST or None, initial=initial)
+    if request.method != "POST":
+        form.show(contact, initial)
+    elif form.is_valid():
+        try:
+            services.contact_save(
+                actor=request.user,
+                case=case,
+                contact=contact,
+                data={k: form.cleaned_data[k] for k in ContactForm.FIELDS},
+                version=form.expected_version,
+            )
+        except versions.StaleEdit as stale:
+            stale.current.case = case
+            form, conflict = versions.stale_form(form, stale, _contact_initial(stale.current))
+            audit.record(request.user, "contact.viewed", case=case, obj=contact)
+            context = {"case": case, "contact": contact, "form": form, "stale": conflict}
+            return render(request, "contacts/contact_form.html", context, status=409)
         messages.success(request, _("Contact saved."))
         return redirect("case_contacts", pk=case.pk)
     if request.method == "GET":
@@ -87,6 +99,10 @@ def contact_edit(request, pk, contact_pk):
     return render(
         request, "contacts/contact_form.html", {"case": case, "contact": contact, "form": form}
     )
+
+
+def _contact_initial(contact) -> dict:
+    return {k: getattr(contact, k) for k in ContactForm.FIELDS}
 
 
 @login_required
@@ -142,7 +158,13 @@ def consent_record(request, pk):
                 expires_on=data["expires_on"],
                 scan=data["scan"],
                 remarks=data["remarks"],
+                once=data["once"],
             )
+        except versions.AlreadyDone:
+            messages.info(request, versions.ALREADY_DONE)
+            return redirect("consent", pk=case.pk)
+        except FileNotStored:
+            form.add_error("scan", STORAGE_FULL)
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
@@ -184,7 +206,10 @@ def consent_withdraw(request, pk, event_pk):
                 event=event,
                 method=form.cleaned_data["method"],
                 witness=form.cleaned_data["witness"],
+                once=form.cleaned_data["once"],
             )
+        except versions.AlreadyDone:
+            messages.info(request, versions.ALREADY_DONE)
         except ValidationError as exc:
             report_errors(request, exc)
         else:
@@ -259,7 +284,11 @@ def thread(request, pk, contact_pk):
                     contact=contact,
                     direction=form.cleaned_data["direction"],
                     body=form.cleaned_data["body"],
+                    once=form.cleaned_data["once"],
                 )
+            except versions.AlreadyDone:
+                messages.info(request, versions.ALREADY_DONE)
+                return redirect("thread", pk=case.pk, contact_pk=contact.pk)
             except consent.ConsentRequired as exc:
                 messages.error(request, str(exc))
             else:

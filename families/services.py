@@ -4,6 +4,12 @@ Public side: submit, check status, follow up, withdraw: every answer the same wh
 the request matched. Staff side: triage, hand to the case's caseworker, record the
 person's answer in the consent ledger, relay messages, release shared details after a
 second person's approval and a cooling-off period.
+
+Exactly one effect under races: every transition starts by locking the request's row
+(`_lock`) and decides on the row as it is then, not as the page saw it. Locks are taken
+in one order, so no two transitions can wait on each other: the request, then its
+disclosures, then rows of its case; the access log last (`audit.record` takes the log's
+lock, so no row is locked after a transition's first event).
 """
 
 import datetime
@@ -14,8 +20,9 @@ from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from casework import access, audit, queues, vault
+from casework import access, audit, queues, vault, versions
 from casework.models import DataKey, Priority, TaskAim
+from casework.versions import use_once
 from contacts import services as contact_services
 from contacts.consent import ConsentRequired, consent_state, notice_read, require_consent
 from contacts.models import ConsentEvent, Message, NoticeText, Purpose, Thread
@@ -187,6 +194,7 @@ def family_follow_up(*, family_request: FamilyRequest, body: str) -> None:
     consent to relaying holds, else kept on the request for the caseworker. A request
     closed before the family is shown "closed" takes it like any open one (kept with
     the request and shredded with it), so the answer never tells an early closing."""
+    family_request = _lock(family_request)
     if family_request.family_state() == "closed":
         raise ValidationError(_("This request is closed."))
     relaying = (
@@ -208,6 +216,7 @@ def family_follow_up(*, family_request: FamilyRequest, body: str) -> None:
 def family_withdraw(*, family_request: FamilyRequest) -> None:
     """The family withdraws: the request is shredded now; its index stays as a
     tombstone for screening. A request closed already keeps its outcome."""
+    family_request = _lock(family_request)
     FamilyRequest.objects.filter(pk=family_request.pk).exclude(
         stage=FamilyRequest.Stage.CLOSED
     ).update(
@@ -223,6 +232,7 @@ def family_withdraw(*, family_request: FamilyRequest) -> None:
 def request_shred(*, family_request: FamilyRequest, actor=None, reason: str = "retention") -> None:
     """Crypto-shred a request at the end of its retention, with its access event; its
     blind indexes stay as tombstones for screening. Safe to repeat."""
+    family_request = _lock(family_request)
     live = DataKey.objects.select_for_update().filter(
         pk=family_request.data_key_id, shredded_at__isnull=True
     )
@@ -244,8 +254,17 @@ def _require(actor, family_request, right: str) -> None:
         raise PermissionDenied
 
 
+def _lock(family_request: FamilyRequest) -> FamilyRequest:
+    """The request's row, locked for the rest of the transaction and read again into
+    the caller's object (what was loaded with it stays: the same queries for every
+    request, whatever it matched): the first lock of every transition (see the module's
+    lock order)."""
+    return versions.lock(family_request)
+
+
 @transaction.atomic
 def triage_close(*, actor, family_request: FamilyRequest, outcome: str = "no_match") -> None:
+    family_request = _lock(family_request)
     _require(actor, family_request, "triage")
     if family_request.stage not in (FamilyRequest.Stage.NEW, FamilyRequest.Stage.TRIAGE):
         raise ValidationError(_("This request has left triage already."))
@@ -267,7 +286,9 @@ def _close(family_request, outcome):
 @transaction.atomic
 def triage_hand_over(*, actor, family_request: FamilyRequest, case):
     """Hand the request to the case's caseworker: a task on the case, assigned to one
-    of its caseworkers if it has any (else it waits in the team queue)."""
+    of its caseworkers if it has any (else it waits in the team queue). Racing a close
+    (a "screened out" one above all), one of the two wins and the other is refused."""
+    family_request = _lock(family_request)
     _require(actor, family_request, "triage")
     if not access.rights_of(actor, case).coordinates:
         raise PermissionDenied
@@ -325,10 +346,14 @@ def record_answer(
     witness=None,
     details: str = "",
     notice_shown=None,
+    once: str | None = None,
 ):
     """The person's answer, recorded in the consent ledger towards the requester (a new
     contact on the case). Decline closes neutrally; relay opens a reviewed thread;
-    sharing details or meeting waits for a coordinator's approval and a cooling-off."""
+    sharing details or meeting waits for a coordinator's approval and a cooling-off.
+    `once` is the form's one-time token: the same form sent twice records once."""
+    use_once(actor=actor, token=once)
+    family_request = _lock(family_request)
     case = family_request.case
     _require(actor, family_request, "answer")
     if family_request.stage not in (FamilyRequest.Stage.HANDED, FamilyRequest.Stage.RELAY):
@@ -341,6 +366,24 @@ def record_answer(
         )
     if method == ConsentEvent.Method.SIGNED_PAPER:
         raise ValidationError(_("Record a signed paper on the case's consent page, with its scan."))
+    # The same answer twice (two caseworkers, or one page sent again): one effect.
+    if answer == "relay" and family_request.stage == FamilyRequest.Stage.RELAY:
+        raise ValidationError(_("This answer is recorded already: messages are relayed."))
+    if (
+        answer in ("share_contact", "meet")
+        and family_request.disclosures.filter(
+            kind=answer, released_at__isnull=True, cancelled_at__isnull=True
+        ).exists()
+    ):
+        raise ValidationError(
+            _("This answer is recorded already and waits for a coordinator's approval.")
+        )
+    # Every row this answer may change is locked before its first event (the lock order).
+    pending = list(
+        family_request.disclosures.select_for_update().filter(
+            released_at__isnull=True, cancelled_at__isnull=True
+        )
+    )
     contact = family_request.contact or contact_services.contact_save(
         actor=actor,
         case=case,
@@ -381,10 +424,8 @@ def record_answer(
             FamilyRequest.Outcome.DECLINED,
             timezone.now(),
         )
-        # Nothing proposed earlier may still go out.
-        pending = family_request.disclosures.filter(
-            released_at__isnull=True, cancelled_at__isnull=True
-        )
+        # Nothing proposed earlier may still go out (approved or not: an approval that
+        # waits on this request's lock finds it closed).
         for disclosure in pending:
             disclosure.cancelled_at = timezone.now()
             disclosure.save(update_fields=["cancelled_at"])
@@ -421,8 +462,11 @@ def record_answer(
 @transaction.atomic
 def disclosure_approve(*, actor, disclosure: Disclosure) -> None:
     """The second person: a coordinator of the case's team, not the one who proposed it.
-    Release is possible only after the cooling-off period."""
-    family_request = disclosure.request
+    Release is possible only after the cooling-off period. Two approving at once, or an
+    approval racing a decline: the request's lock orders them, and the state is read
+    again inside it (one approval, by one person; none after a decline)."""
+    family_request = _lock(disclosure.request)
+    versions.lock(disclosure)
     _require(actor, family_request, "approve")
     if actor.pk == disclosure.proposed_by_id:
         raise ValidationError(_("A second person must approve: you proposed this disclosure."))
@@ -448,7 +492,8 @@ def disclosure_approve(*, actor, disclosure: Disclosure) -> None:
 def disclosure_release(*, disclosure: Disclosure, actor=None) -> bool:
     """Release if approved, cooled off and the consent still holds; else cancel it when
     the consent is gone. Idempotent (the daily job and a button both call it)."""
-    family_request = disclosure.request
+    family_request = _lock(disclosure.request)
+    versions.lock(disclosure)
     if disclosure.released_at or disclosure.cancelled_at or not disclosure.approved_at:
         return False
     if timezone.now() < disclosure.release_after:

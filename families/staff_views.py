@@ -21,6 +21,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from casework import access, audit
 from casework.models import User
 from casework.responses import post_only, report_errors
+from casework.versions import ALREADY_DONE, AlreadyDone, OnceForm
 from contacts.consent import ConsentRequired
 from contacts.forms import witnesses_for
 from contacts.models import ConsentEvent, NoticeText, Purpose
@@ -30,7 +31,7 @@ from .access import ANSWER_STAGES, OPEN_STAGES, get_request_for_user, requests_f
 from .models import Disclosure, FamilyRequest, MatchCandidate, ScreeningFlag
 
 
-class AnswerForm(forms.Form):
+class AnswerForm(OnceForm):
     answer = forms.ChoiceField(
         label=gettext_lazy("Their answer"),
         widget=forms.RadioSelect,
@@ -165,9 +166,13 @@ def close(request, request_pk):
     elif outcome not in outcomes:
         messages.error(request, _("Choose one of the outcomes offered."))
     else:
-        services.triage_close(actor=request.user, family_request=fr, outcome=outcome)
-        messages.success(request, _("Request %(ref)s closed.") % {"ref": fr.reference})
-        return redirect("family_triage")
+        try:
+            services.triage_close(actor=request.user, family_request=fr, outcome=outcome)
+        except ValidationError as exc:  # handed over or closed meanwhile
+            report_errors(request, exc)
+        else:
+            messages.success(request, _("Request %(ref)s closed.") % {"ref": fr.reference})
+            return redirect("family_triage")
     return redirect("family_request", request_pk=fr.pk)
 
 
@@ -226,7 +231,10 @@ def answer(request, request_pk):
                 witness=data["witness"],
                 details=data["details"] if data["answer"] in ("share_contact", "meet") else "",
                 notice_shown=request.POST.get(f"notice_{purpose}", ""),
+                once=data["once"],
             )
+        except AlreadyDone:
+            messages.info(request, ALREADY_DONE)
         except (ValidationError, ConsentRequired) as exc:
             report_errors(request, exc)
         else:

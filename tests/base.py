@@ -216,3 +216,18 @@ def run_benchmark(tmp_path, section: str) -> dict:
     )
     assert result.returncode == 0, result.stderr
     return {row["name"]: row for row in json.loads(out.read_text())}
+
+
+def form_state(response) -> dict:
+    """The hidden `version` (and `loaded`) an edit page gave its form, to post back as a
+    browser would (casework/versions.py)."""
+    import html
+    import re
+
+    page = response.content.decode()
+    found = {}
+    for name in ("version", "loaded"):
+        match = re.search(rf'name="{name}" value="([^"]*)"', page)
+        if match:
+            found[name] = html.unescape(match[1])
+    return found

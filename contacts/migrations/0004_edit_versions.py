@@ -1,9 +1,15 @@
-"""Versions for the contact edit form (issue 13; reserved so the three parts of that work migrate in one order)."""
+"""Versions for the contact edit form (issue 13; casework/versions.py)."""
 
-from django.db import migrations
+from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
     dependencies = [("contacts", "0003_append_only")]
 
-    operations = []
+    operations = [
+        migrations.AddField(
+            model_name="contact",
+            name="version",
+            field=models.PositiveIntegerField(default=1, editable=False),
+        ),
+    ]

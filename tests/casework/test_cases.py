@@ -13,6 +13,7 @@ from casework.models import AccessEvent, Attachment, Case, Note, Stage, Whereabo
 from tests.base import (
     PASSWORD,
     consent_to_relay,
+    form_state,
     grant,
     login_verified,
     make_case,
@@ -268,6 +269,7 @@ def test_edit_logs_changed_field_names_never_values(world, personas):
         "gender": "",
         "needs": "housing",
     }
+    data |= form_state(client.get(reverse("case_edit", args=[case.pk])))
     assert client.post(reverse("case_edit", args=[case.pk]), data).status_code == 302
     event = AccessEvent.objects.filter(action="case.updated").get()
     assert set(event.fields) == {"other_names", "risk", "needs"}
@@ -417,13 +419,15 @@ def test_attachment_is_served_decrypted_only_through_the_view(world, personas, t
 def test_oversized_attachment_gets_a_clear_error_and_loses_nothing(world, personas, settings):
     settings.PASSAGE_MAX_ATTACHMENT_BYTES = 10
     client = login_verified(Client(), personas.caseworker)
+    typed = "with a big file. " * 500  # 8,500 characters someone would hate to lose
     response = client.post(
         reverse("note_add", args=[world["case"].pk]),
-        {"body": "with a big file", "attachment": SimpleUploadedFile("big.bin", b"x" * 100)},
-        follow=True,
+        {"body": typed, "attachment": SimpleUploadedFile("big.bin", b"x" * 100)},
     )
-    assert response.status_code == 200
+    # The case page again, with the error beside the file and the text as typed.
+    assert response.status_code == 400
     assert "too large" in response.content.decode()
+    assert response.context["note_form"]["body"].value() == typed
     assert Note.objects.filter(case=world["case"]).count() == 1
 
 

@@ -70,6 +70,8 @@ def test_a_hostile_next_sends_back_to_the_default_page(personas, task, value):
         (coordinator, reverse("task_assign", args=[task.pk]), {"assignee": ""}, "board"),
         (coordinator, reverse("board_assign"), {"tasks": [task.pk], "assignee": ""}, "board"),
     ):
+        version = Task.objects.get(pk=task.pk).version
+        data = {**data, "version": version, f"version-{task.pk}": version}
         response = client.post(url, {**data, "next": value})
         assert response.status_code == 302, url
         assert response["Location"] == reverse(default), url
@@ -78,7 +80,7 @@ def test_a_hostile_next_sends_back_to_the_default_page(personas, task, value):
 def test_a_next_on_this_site_is_followed(personas, task):
     client = login_verified(Client(), personas.caseworker)
     url = reverse("task_status", args=[task.pk])
-    response = client.post(url, {"status": "done", "next": "/tasks/team/?page=2"})
+    response = client.post(url, {"status": "done", "version": 1, "next": "/tasks/team/?page=2"})
     assert response["Location"] == "/tasks/team/?page=2"
 
 

@@ -476,7 +476,7 @@ def test_naughty_strings_in_every_field_of_a_ceremony_answer_never_give_a_500(pe
         ]
         url = reverse(f"otp_webauthn:credential-{ceremony}-complete")
         for index, path in enumerate(paths):
-            for value in naughty[index::len(paths)] + ["\x00", "\u202e" * 10_000, None, 7, []]:
+            for value in naughty[index :: len(paths)] + ["\x00", "\u202e" * 10_000, None, 7, []]:
                 client.post(reverse(f"otp_webauthn:credential-{ceremony}-begin"))
                 body = json.loads(json.dumps(answer))
                 target = body

@@ -128,11 +128,11 @@ def test_assigning_someone_without_access_asks_for_a_grant_in_the_same_step(case
     task = new_task(case, personas.coordinator)
     client = login_verified(Client(), personas.coordinator)
     url = reverse("task_assign", args=[task.pk])
-    refused = client.post(url, {"assignee": newcomer.pk}, follow=True)
+    refused = client.post(url, {"assignee": newcomer.pk, "version": 1}, follow=True)
     assert "cannot see the case yet" in refused.content.decode()
     assert Task.objects.get(pk=task.pk).assignee is None
     assert not access.rights_of(newcomer, case).view
-    client.post(url, {"assignee": newcomer.pk, "grant_access": "on"})
+    client.post(url, {"assignee": newcomer.pk, "grant_access": "on", "version": 1})
     assert Task.objects.get(pk=task.pk).assignee == newcomer
     assert access.rights_of(newcomer, case).work
     granted = AccessEvent.objects.get(action="access.granted")
@@ -155,7 +155,11 @@ def test_bulk_assignment_on_the_board(case, personas):
     client = login_verified(Client(), personas.coordinator)
     response = client.post(
         reverse("board_assign"),
-        {"tasks": [t.pk for t in tasks[:2]], "assignee": personas.caseworker.pk},
+        {
+            "tasks": [t.pk for t in tasks[:2]],
+            "assignee": personas.caseworker.pk,
+            **{f"version-{t.pk}": t.version for t in tasks},
+        },
     )
     assert response.status_code == 302
     assert [Task.objects.get(pk=t.pk).assignee for t in tasks] == [
@@ -218,6 +222,7 @@ def test_coordinators_edit_checklists(personas):
         "name": template.name,
         "aim": template.aim,
         "active": "on",
+        "version": template.version,
         "items-TOTAL_FORMS": str(len(items) + 1),
         "items-INITIAL_FORMS": str(len(items)),
         "items-MIN_NUM_FORMS": "0",
@@ -260,6 +265,7 @@ def checklist_post(template, *, add=(), delete=(), **fields):
         "items-INITIAL_FORMS": str(len(items)),
         "items-MIN_NUM_FORMS": "0",
         "items-MAX_NUM_FORMS": "1000",
+        **({"version": template.version} if template.pk else {}),
         **fields,
     }
     rows = [
@@ -293,7 +299,7 @@ def test_a_checklist_edit_writes_its_access_event(personas):
     assert event.actor == personas.coordinator
     assert (event.object_type, event.object_id) == ("tasktemplate", str(template.pk))
     assert event.fields == ["aim"]
-    assert event.detail == {"items_added": 1, "items_changed": 0, "items_removed": 1}
+    assert event.detail == {"items_added": 1, "items_changed": 0, "items_removed": 1, "version": 2}
     assert "Peer group" not in str(event.detail)
 
 
@@ -305,7 +311,7 @@ def test_a_new_checklist_writes_its_access_event(personas):
     assert list(template.items.values_list("title", flat=True)) == ["Viewing"]
     event = AccessEvent.objects.get(action="checklist.created")
     assert event.object_id == str(template.pk)
-    assert event.detail == {"items_added": 1, "items_changed": 0, "items_removed": 0}
+    assert event.detail == {"items_added": 1, "items_changed": 0, "items_removed": 0, "version": 1}
 
 
 def test_an_unchanged_checklist_writes_nothing(personas):
@@ -408,11 +414,12 @@ def test_a_coordinator_not_named_on_a_sealed_case_cannot_reassign_its_tasks(case
     client = login_verified(Client(), second)
     assert client.get(reverse("task_detail", args=[task.pk])).status_code == 404
     bulk = client.post(
-        reverse("board_assign"), {"tasks": [task.pk], "assignee": personas.caseworker.pk}
+        reverse("board_assign"),
+        {"tasks": [task.pk], "assignee": personas.caseworker.pk, f"version-{task.pk}": 1},
     )
     assert bulk.status_code == 302
     single = client.post(
-        reverse("task_assign", args=[task.pk]), {"assignee": personas.caseworker.pk}
+        reverse("task_assign", args=[task.pk]), {"assignee": personas.caseworker.pk, "version": 1}
     )
     assert single.status_code == 404
     assert Task.objects.get(pk=task.pk).assignee is None
@@ -421,7 +428,10 @@ def test_a_coordinator_not_named_on_a_sealed_case_cannot_reassign_its_tasks(case
         queues.task_assign(actor=second, tasks=[task], assignee=personas.caseworker)
     # The coordinator named on it (by sealing) still can.
     named = login_verified(Client(), personas.coordinator)
-    named.post(reverse("board_assign"), {"tasks": [task.pk], "assignee": personas.caseworker.pk})
+    named.post(
+        reverse("board_assign"),
+        {"tasks": [task.pk], "assignee": personas.caseworker.pk, f"version-{task.pk}": 1},
+    )
     assert Task.objects.get(pk=task.pk).assignee == personas.caseworker
 
 

@@ -130,6 +130,7 @@ def test_no_canary_leaks_anywhere(
             "email": email,
             "safe_contact": f"Call {phone}",
             "code_word": "lighthouse",
+            "version": 0,  # none recorded yet
         },
     )
     rec.post(
