@@ -25,11 +25,15 @@ class CaseworkConfig(AppConfig):
 
 
 def keyring_check(app_configs=None, **kwargs):
-    """Stop runserver, migrate and the worker early, and clearly, without a usable keyring."""
+    """Stop runserver, migrate and every other command early, and clearly, without a
+    usable keyring (E001) or with one that is not this database's (E003). A database
+    that cannot be asked yet (before the first `migrate`) checks nothing further."""
     from . import vault
 
     try:
         vault.keyring()
+    except vault.KeyringMismatch as exc:
+        return [checks.Critical(str(exc), id="passage.E003")]
     except vault.KeyringError as exc:
         return [checks.Critical(str(exc), id="passage.E001")]
     return []

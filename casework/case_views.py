@@ -177,10 +177,9 @@ def case_page(request, case, *, note_form=None, task_form=None, status=200):
     action = "case.sealed_opened" if case.sealed else "case.viewed"
     audit.record(user, action, case=case)
     if case.sealed:
-        from .background import enqueue
-        from .tasks import notify
+        from .outbox import notification_queue
 
-        enqueue(notify, "sealed_opened", str(case.pk), str(user.pk))
+        notification_queue(kind="sealed_opened", about=str(case.pk), actor=user)
     context = {
         "case": case,
         "notes": _with_case(notes, case),

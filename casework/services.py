@@ -249,10 +249,9 @@ def break_glass(*, actor: User, case: Case, justification: str) -> BreakGlass:
     )
     glass.save()
     audit.record(actor, "case.break_glass", case=case, obj=glass, flagged=True)
-    from .background import enqueue
-    from .tasks import notify
+    from .outbox import notification_queue
 
-    enqueue(notify, "break_glass", str(case.pk), str(actor.pk))
+    notification_queue(kind="break_glass", about=str(case.pk), actor=actor)
     return glass
 
 

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.db import transaction
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -130,39 +130,28 @@ def last_second_factor_reset(user):
 
 
 # --- Staff accounts: telling people ----------------------------------------------------------------
-def _actor_id(actor) -> str:
-    return str(actor.pk) if actor is not None and actor.pk else ""
-
-
 def _tell_holder(user, actor, *changes: str) -> None:
-    from .background import enqueue
-    from .tasks import notify
+    from .outbox import notification_queue
 
-    enqueue(notify, "account_changed", str(user.pk), _actor_id(actor), *changes)
+    notification_queue(kind="account_changed", about=str(user.pk), actor=actor, codes=changes)
 
 
 def _tell_team(team, actor, user) -> None:
     """The team's other coordinators hear that who sees its cases has widened."""
-    from .background import enqueue
-    from .tasks import notify
+    from .outbox import notification_queue
 
-    enqueue(notify, "access_widened", str(team.pk), _actor_id(actor), str(user.pk))
+    notification_queue(kind="access_widened", about=str(team.pk), actor=actor, codes=[user.pk])
 
 
 def _tell_old_address(address: str) -> None:
-    """The address an account had hears that it changed. Sent from here after commit:
-    an address is personal data, and task arguments are ids and codes only."""
+    """The address an account had hears that it changed. The account no longer has it,
+    so the outbox row keeps it sealed until it is sent (casework/outbox.py): task
+    arguments stay ids, and a failed send is retried like any other."""
     if not address:
         return
+    from .outbox import notification_queue
 
-    def send():
-        from django.core.mail import send_mail
-
-        with translation.override(settings.LANGUAGE_CODE):
-            subject, body = _render("account_changed", {"changes": [CHANGE_LABELS["email"]]})
-        send_mail(subject, body, None, [address])
-
-    transaction.on_commit(send)
+    notification_queue(kind="old_address", address=address)
 
 
 CHANGE_LABELS = {
@@ -193,43 +182,72 @@ def _absolute(path: str) -> str:
     return settings.PASSAGE_BASE_URL.rstrip("/") + path
 
 
-def account_messages(
-    kind: str, object_id: str, actor_id: str = "", codes=()
-) -> list[tuple[str, str, list[str]]]:
-    """The e-mails of an account notice, as (subject, body, [address]): a link, never a
-    name. Written in the default language (accounts hold no language preference).
-    For "access_widened", `codes` holds the id of the person the change concerns."""
-    from .models import EnrolmentLink, Role, Team, User
+# Each account notice: who is told (in the transaction of the change), and what the
+# e-mail says (when it is sent, in the default language: accounts hold no preference).
+def _the_account(*, about, actor, codes):
+    from .models import User
 
-    with translation.override(settings.LANGUAGE_CODE):
-        if kind == "account_changed":
-            user = User.objects.filter(pk=object_id).first()
-            labels = [CHANGE_LABELS[c] for c in codes if c in CHANGE_LABELS]
-            if user is None or not user.email or not labels:
-                return []
-            return [(*_render("account_changed", {"changes": labels}), [user.email])]
-        if kind == "password_reset":
-            user = User.objects.filter(pk=object_id).first()
-            if user is None or not user.email:
-                return []
-            return [(*_render("password_reset", {"url": password_reset_url(user)}), [user.email])]
-        if kind == "enrolment_link":
-            link = EnrolmentLink.objects.filter(pk=object_id).select_related("user").first()
-            if link is None or link.used_at is not None or not link.user.email:
-                return []
-            context = {"url": enrolment_link_url(link), "minutes": _minutes(link)}
-            return [(*_render("enrolment_link", context), [link.user.email])]
-        if kind == "access_widened":
-            team = Team.objects.filter(pk=object_id).first()
-            if team is None:
-                return []
-            others = team.coordinators.filter(is_active=True, groups__name=Role.COORDINATOR)
-            # Neither the one who made the change nor the one it concerns are "others".
-            others = others.exclude(pk__in=[pk for pk in (actor_id, *codes) if pk])
-            others = others.exclude(email="")
-            subject, body = _render("access_widened", {"url": _absolute(reverse("home"))})
-            return [(subject, body, [u.email]) for u in others.distinct()]
-    raise ValueError(f"unknown account notice {kind!r}")
+    return User.objects.filter(pk=about).exclude(email="")
+
+
+def _the_link_holder(*, about, actor, codes):
+    from .models import EnrolmentLink, User
+
+    holder = EnrolmentLink.objects.filter(pk=about).values("user_id")
+    return User.objects.filter(pk__in=holder).exclude(email="")
+
+
+def _other_coordinators(*, about, actor, codes):
+    """The team's coordinators; neither the one who made the change nor the one it
+    concerns (its code) are "others"."""
+    from .models import Role, Team
+
+    team = Team.objects.filter(pk=about).first()
+    if team is None:
+        return []
+    others = team.coordinators.filter(is_active=True, groups__name=Role.COORDINATOR)
+    others = others.exclude(pk__in=[pk for pk in (getattr(actor, "pk", None), *codes) if pk])
+    return others.exclude(email="").distinct()
+
+
+def _account_changed_message(row):
+    labels = [CHANGE_LABELS[c] for c in row.codes if c in CHANGE_LABELS]
+    return _render("account_changed", {"changes": labels}) if labels else None
+
+
+def _old_address_message(row):
+    return _render("account_changed", {"changes": [CHANGE_LABELS["email"]]})
+
+
+def _password_reset_message(row):
+    return _render("password_reset", {"url": password_reset_url(row.recipient)})
+
+
+def _enrolment_link_message(row):
+    """Nothing once the link is used or has expired (a late retry sends no dead link)."""
+    from .models import EnrolmentLink
+
+    link = EnrolmentLink.objects.filter(pk=row.about, user=row.recipient).first()
+    if link is None or link.used_at is not None or link.expires_at <= timezone.now():
+        return None
+    return _render("enrolment_link", {"url": enrolment_link_url(link), "minutes": _minutes(link)})
+
+
+def _access_widened_message(row):
+    return _render("access_widened", {"url": _absolute(reverse("home"))})
+
+
+def _declare_account_notices() -> None:
+    from .outbox import register
+
+    register("account_changed", render=_account_changed_message, recipients=_the_account)
+    register("old_address", render=_old_address_message)
+    register("password_reset", render=_password_reset_message, recipients=_the_account)
+    register("enrolment_link", render=_enrolment_link_message, recipients=_the_link_holder)
+    register("access_widened", render=_access_widened_message, recipients=_other_coordinators)
+
+
+_declare_account_notices()
 
 
 def _minutes(link) -> int:
@@ -415,10 +433,9 @@ def password_reset_send(*, actor, user, reason: str = "reset") -> None:
     if not user.email:
         raise AccountActionRefused(_("This account has no e-mail address to send the link to."))
     audit.record(actor, "staff.password_reset_sent", obj=user, detail={"reason": reason})
-    from .background import enqueue
-    from .tasks import notify
+    from .outbox import notification_queue
 
-    enqueue(notify, "password_reset", str(user.pk), _actor_id(actor))
+    notification_queue(kind="password_reset", about=str(user.pk), actor=actor)
 
 
 @transaction.atomic
@@ -489,10 +506,9 @@ def enrolment_link_issue(*, actor, user):
         user=user, issued_by=actor, issued_at=now, expires_at=now + enrolment_link_lifetime()
     )
     audit.record(actor, "staff.enrolment_link_issued", obj=user, detail={"link": str(link.pk)})
-    from .background import enqueue
-    from .tasks import notify
+    from .outbox import notification_queue
 
-    enqueue(notify, "enrolment_link", str(link.pk), _actor_id(actor))
+    notification_queue(kind="enrolment_link", about=str(link.pk), actor=actor)
     return link
 
 

@@ -1,5 +1,6 @@
 """Periodic housekeeping. Each task is idempotent, takes no personal data and returns nothing."""
 
+import datetime
 from datetime import timedelta
 
 from celery import shared_task
@@ -7,6 +8,7 @@ from django.core.cache import cache
 from django.core.management import call_command
 from django.utils import timezone
 
+from casework import outbox, staff  # noqa: F401  (staff declares the account notices)
 from casework.background import sweeper
 
 HEARTBEAT_KEY = "passage:worker-heartbeat"
@@ -55,142 +57,192 @@ def rotate_keys(job_id: str) -> None:
     Job.objects.filter(pk=job_id).update(status=Job.Status.DONE, finished_at=timezone.now())
 
 
-@shared_task(acks_late=True)
-def notify(kind: str, object_id: str, actor_id: str = "", *codes: str) -> None:
-    """E-mail the people who must know: a link, never a name.
+@shared_task(bind=True, acks_late=True)
+def deliver(self, notification_id: str) -> None:
+    """Send one outbox e-mail (casework/outbox.py). A failed try schedules the next; the
+    outbox sweeper re-sends it if that message is lost."""
+    from casework.background import send
 
-    `object_id` is a case's id for case openings ("sealed_opened", "break_glass"), and
-    for account notices (casework/staff.py) an account's, a team's or an enrolment
-    link's; `codes` are what changed, as codes. A secret link is made here, from the
-    database, so no token travels through the broker.
-    """
-    from django.core.mail import send_mass_mail
-
-    if kind in ("sealed_opened", "break_glass"):
-        messages = _case_messages(kind, object_id, actor_id)
-    else:
-        from casework import staff
-
-        messages = staff.account_messages(kind, object_id, actor_id, codes)
-    if messages:
-        send_mass_mail([(s, b, None, to) for s, b, to in messages], fail_silently=False)
+    retry_in = outbox.notification_deliver(notification_id=notification_id)
+    if retry_in is not None and not self.request.is_eager:
+        send(deliver, notification_id, countdown=retry_in)
 
 
-def _case_messages(kind: str, case_id: str, actor_id: str) -> list:
-    """A sealed case's opening goes to its other named caseworkers; with none, to the
-    team's coordinators and the auditors. Break-glass goes to the team's coordinators."""
+@shared_task(bind=True, acks_late=True)
+def notify(self, kind: str, object_id: str, actor_id: str = "", *codes: str) -> None:
+    """The notice task from before the outbox, kept for messages still queued during an
+    upgrade: it queues the notice as outbox rows (keyed by the message's id, so a
+    redelivery queues nothing more). New code calls `outbox.notification_queue` in the
+    transaction of the event itself."""
+    from casework.models import User
+
+    actor = User.objects.filter(pk=actor_id).first() if actor_id else None
+    outbox.notification_queue(
+        kind=kind, about=object_id, actor=actor, codes=codes, key=f"notify:{self.request.id}"
+    )
+
+
+# --- Notices about a case: who is told, what they read --------------------------------------
+def _case(case_id):
+    from casework.models import Case
+
+    return Case.objects.filter(pk=case_id).select_related("team").first()
+
+
+def _break_glass_recipients(*, about, actor, codes):
+    """Break-glass goes to the team's coordinators."""
+    case = _case(about)
+    if case is None:
+        return []
+    return case.team.coordinators.filter(is_active=True).exclude(pk=actor.pk if actor else None)
+
+
+def _sealed_recipients(*, about, actor, codes):
+    """A sealed case's opening goes to its other named caseworkers..."""
+    from casework import access
+
+    case = _case(about)
+    if case is None:
+        return []
+    return access.case_workers(case).exclude(pk=actor.pk if actor else None)
+
+
+def _unwatched_recipients(*, about, actor, codes):
+    """...and with none, the opening must not go unseen: the team's coordinators and the
+    auditors."""
+    from casework.models import Role, User
+
+    case = _case(about)
+    if case is None:
+        return []
+    coordinators = case.team.coordinators.filter(
+        is_active=True, groups__name=Role.COORDINATOR
+    ).exclude(pk=actor.pk if actor else None)
+    auditors = User.objects.filter(is_active=True, groups__name=Role.AUDITOR)
+    return [*coordinators.distinct(), *auditors.distinct()]
+
+
+def _case_message(row):
+    """A link and the case's reference, never a name. Rendered when sent, from the ids."""
     from django.conf import settings
     from django.template.loader import render_to_string
     from django.urls import reverse
-    from django.utils import translation
 
-    from casework import access
-    from casework.models import Case, Role, User
+    from casework.models import Role
 
-    case = Case.objects.filter(pk=case_id).select_related("team").first()
-    actor = User.objects.filter(pk=actor_id).first() if actor_id else None
-    if case is None or actor is None:
-        return []
+    case = _case(row.about)
+    if case is None or row.actor is None:
+        return None
     base = settings.PASSAGE_BASE_URL.rstrip("/")
-    case_url = base + reverse("case_detail", args=[case.pk])
-    template, recipients = kind, []
-    if kind == "sealed_opened":
-        recipients = [(u, case_url) for u in access.case_workers(case).exclude(pk=actor.pk)]
-        if not recipients:
-            # Nobody else is named on it: the opening must not go unseen.
-            template = "sealed_opened_unwatched"
-            coordinators = case.team.coordinators.filter(
-                is_active=True, groups__name=Role.COORDINATOR
-            ).exclude(pk=actor.pk)
-            auditors = User.objects.filter(is_active=True, groups__name=Role.AUDITOR)
-            recipients = [(u, base + reverse("home")) for u in coordinators.distinct()]
-            recipients += [(u, base + reverse("audit_unusual")) for u in auditors.distinct()]
-    else:
-        coordinators = case.team.coordinators.filter(is_active=True).exclude(pk=actor.pk)
-        recipients = [(u, case_url) for u in coordinators]
-    messages = []
-    with translation.override(settings.LANGUAGE_CODE):
-        for user, url in recipients:
-            if not user.email:
-                continue
-            context = {
-                "kind": kind,
-                "reference": case.reference,
-                "actor": actor.get_username(),
-                "url": url,
-            }
-            subject = render_to_string(f"emails/{template}_subject.txt", context).strip()
-            body = render_to_string(f"emails/{template}.txt", context)
-            messages.append((subject, body, [user.email]))
-    return messages
+    url = base + reverse("case_detail", args=[case.pk])
+    if row.kind == "sealed_opened_unwatched":
+        is_auditor = row.recipient is not None and row.recipient.has_role(Role.AUDITOR)
+        url = base + reverse("audit_unusual" if is_auditor else "home")
+    context = {
+        "kind": "break_glass" if row.kind == "break_glass" else "sealed_opened",
+        "reference": case.reference,
+        "actor": row.actor.get_username(),
+        "url": url,
+    }
+    subject = render_to_string(f"emails/{row.kind}_subject.txt", context).strip()
+    return subject, render_to_string(f"emails/{row.kind}.txt", context)
+
+
+outbox.register("break_glass", render=_case_message, recipients=_break_glass_recipients)
+outbox.register(
+    "sealed_opened",
+    render=_case_message,
+    recipients=_sealed_recipients,
+    fallback="sealed_opened_unwatched",
+)
+outbox.register("sealed_opened_unwatched", render=_case_message, recipients=_unwatched_recipients)
 
 
 @shared_task
 def shred_expired_cases() -> None:
-    """Daily: crypto-shred closed cases whose retention date has passed (in batches)."""
+    """Daily: crypto-shred closed cases whose retention date has passed (in batches).
+    One run at a time: two at once would each shred and log the same case."""
     from casework import services
-    from casework.background import daily_done
+    from casework.background import daily_done, exclusive
     from casework.models import Case, Stage
 
-    due = Case.objects.filter(
-        stage=Stage.CLOSED,
-        retention_until__lt=timezone.localdate(),
-        data_key__shredded_at__isnull=True,
-    ).select_related("data_key")
-    for case in due[:500]:
-        services.case_shred(case=case)
-    daily_done("shred_expired_cases")
+    with exclusive("shred_expired_cases") as mine:
+        if not mine:
+            return
+        due = Case.objects.filter(
+            stage=Stage.CLOSED,
+            retention_until__lt=timezone.localdate(),
+            data_key__shredded_at__isnull=True,
+        ).select_related("data_key")
+        for case in due[:500]:
+            services.case_shred(case=case)
+        daily_done("shred_expired_cases")
 
 
 @shared_task(acks_late=True)
 def send_daily_reminders() -> None:
     """Each morning: caseworkers hear what is due today and overdue; coordinators hear of
     overdue work per person and old unassigned tasks. Counts and a link, never a name of
-    a client. Safe to run twice: each person gets each digest once a day."""
+    a client. Safe to run twice, at once or one after the other: each digest is an outbox
+    row keyed by kind and day, so each person gets each digest once a day."""
+    from casework.background import daily_done, exclusive
     from casework.models import Role, User
 
-    today = timezone.localdate()
-    staff = User.objects.filter(is_active=True).exclude(email="")
-    for user in staff.filter(groups__name=Role.CASEWORKER).distinct().iterator():
-        _send_digest(user, today, "caseworker")
-    for user in staff.filter(groups__name=Role.COORDINATOR).distinct().iterator():
-        _send_digest(user, today, "coordinator")
-    from casework.background import daily_done
+    with exclusive("send_daily_reminders") as mine:
+        if not mine:
+            return  # another run (a second beat, the sweeper) is at it
+        today = timezone.localdate()
+        people = User.objects.filter(is_active=True).exclude(email="")
+        for user in people.filter(groups__name=Role.CASEWORKER).distinct().iterator():
+            _queue_digest(user, today, "caseworker")
+        for user in people.filter(groups__name=Role.COORDINATOR).distinct().iterator():
+            _queue_digest(user, today, "coordinator")
+        daily_done("send_daily_reminders")
 
-    daily_done("send_daily_reminders")
+
+def _digest_counts(user, day, kind: str) -> dict:
+    from casework import queues
+
+    digest = queues.caseworker_digest if kind == "caseworker" else queues.coordinator_digest
+    return digest(user, day)
 
 
-def _send_digest(user, today, kind: str) -> None:
+def _queue_digest(user, today, kind: str) -> None:
+    counts = _digest_counts(user, today, kind)
+    if not any(v for k, v in counts.items() if k != "days"):
+        return
+    outbox.notification_queue(
+        kind=f"digest_{kind}",
+        recipients=[user],
+        key=f"digest_{kind}:{today.isoformat()}",
+        codes=[today.isoformat()],
+        send_now=True,
+    )
+
+
+def _digest_message(row):
+    """The counts as they are when it is sent (work done since leaves nothing to say)."""
     from django.conf import settings
-    from django.core.mail import send_mail
-    from django.db import IntegrityError, transaction
     from django.template.loader import render_to_string
     from django.urls import reverse
 
-    from casework import queues
-    from casework.models import ReminderLog
-
-    counts = (queues.caseworker_digest if kind == "caseworker" else queues.coordinator_digest)(
-        user, today
-    )
+    kind = row.kind.removeprefix("digest_")
+    counts = _digest_counts(row.recipient, datetime.date.fromisoformat(row.codes[0]), kind)
     if not any(v for k, v in counts.items() if k != "days"):
-        return
-    try:
-        with transaction.atomic():
-            log = ReminderLog.objects.create(user=user, day=today, kind=kind)
-    except IntegrityError:
-        log = ReminderLog.objects.get(user=user, day=today, kind=kind)
-        if log.sent_at is not None:
-            return  # sent already today
+        return None
     base = settings.PASSAGE_BASE_URL.rstrip("/")
     context = {**counts, "url": base + reverse("my_queue" if kind == "caseworker" else "board")}
-    send_mail(
+    return (
         render_to_string(f"emails/digest_{kind}_subject.txt", context).strip(),
         render_to_string(f"emails/digest_{kind}.txt", context),
-        None,
-        [user.email],
     )
-    ReminderLog.objects.filter(pk=log.pk).update(sent_at=timezone.now())
+
+
+# A digest a day late would tell of the wrong day: it is given up by then.
+for _kind in ("caseworker", "coordinator"):
+    outbox.register(
+        f"digest_{_kind}", render=_digest_message, lifetime=datetime.timedelta(hours=12)
+    )
 
 
 @shared_task
@@ -201,6 +253,20 @@ def sweep() -> None:
 
     for func in SWEEPERS:
         func()
+
+
+@shared_task
+def sweep_outbox() -> None:
+    """Every minute: e-mails whose try is overdue are handed to the worker again."""
+    _sweep_outbox()
+
+
+@sweeper
+def _sweep_outbox() -> None:
+    from casework.background import send
+
+    for pk in outbox.notifications_due():
+        send(deliver, pk)
 
 
 @sweeper

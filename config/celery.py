@@ -9,7 +9,7 @@ import os
 
 from celery import Celery, Task
 from celery.schedules import crontab
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_process_shutdown, worker_ready, worker_shutdown
 from django.db.utils import InterfaceError as DjangoInterfaceError
 from django.db.utils import OperationalError as DjangoOperationalError
 from kombu.exceptions import OperationalError as BrokerOperationalError
@@ -44,6 +44,8 @@ app.autodiscover_tasks()
 app.conf.beat_schedule = {
     "heartbeat": {"task": "casework.tasks.heartbeat", "schedule": 60.0},
     "sweep": {"task": "casework.tasks.sweep", "schedule": 5 * 60.0},
+    # E-mails whose try is overdue (their message was lost): casework/outbox.py.
+    "sweep-outbox": {"task": "casework.tasks.sweep_outbox", "schedule": 60.0},
     "clear-expired-sessions": {
         "task": "casework.tasks.clear_expired_sessions",
         "schedule": crontab(minute=17),
@@ -73,7 +75,36 @@ app.conf.beat_schedule = {
 
 @worker_init.connect
 def _check_keyring(**kwargs):
-    """A worker without a usable keyring stops at start, with the reason."""
-    from casework import vault
+    """A worker without a usable keyring, or with one that is not this database's,
+    stops at start with the reason and exit status 1. (Celery logs an exception raised
+    here and carries on, so the worker exits itself.) A worker that starts follows its
+    key file and reports the ring it holds (casework/vault/registry.py)."""
+    import logging
 
-    vault.keyring()
+    from casework import vault
+    from casework.vault import registry
+
+    try:
+        vault.keyring()
+    except vault.KeyringError as exc:
+        logging.getLogger("passage.keyring").critical("%s", exc)  # names keys, never data
+        raise SystemExit(1) from None
+    registry.start_reporter("worker")
+
+
+@worker_ready.connect
+def _first_heartbeat(**kwargs):
+    """A worker that has just started is consuming: /healthz need not wait for beat's
+    first tick to see it."""
+    from casework.tasks import heartbeat
+
+    heartbeat()
+
+
+@worker_shutdown.connect
+@worker_process_shutdown.connect
+def _forget_process(**kwargs):
+    """A worker (or pool process) that stops in order no longer holds a keyring."""
+    from casework.vault import registry
+
+    registry.forget()

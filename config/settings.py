@@ -153,12 +153,23 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL")
+# Seconds to connect to, and to wait for an answer from, the cache (the broker's are under
+# "Background work"). A Redis that is down or silent (TCP accepted, nothing answered) costs
+# a request about this long at most, never a hang until gunicorn's timeout (SECURITY.md 39).
+PASSAGE_REDIS_TIMEOUT = float(env("PASSAGE_REDIS_TIMEOUT", 1))
+# After a cache or broker failure, a process stops asking it for this many seconds (the
+# rate limits count locally meanwhile; the sweeper sends what was not enqueued).
+PASSAGE_REDIS_PAUSE_SECONDS = float(env("PASSAGE_REDIS_PAUSE_SECONDS", 5))
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "passage",
+            "OPTIONS": {
+                "socket_connect_timeout": PASSAGE_REDIS_TIMEOUT,
+                "socket_timeout": PASSAGE_REDIS_TIMEOUT,
+            },
         }
     }
 else:
@@ -304,6 +315,10 @@ CRISPY_TEMPLATE_PACK = "bootstrap5"
 
 # --- The vault ------------------------------------------------------------------------
 PASSAGE_KEYRING = env("PASSAGE_KEYRING", str(VAR_DIR / "keyring.json") if DEV else None)
+# `manage.py backup`: the age public keys (age1...) its archives are encrypted to. Their
+# private keys stay offline, never on this server: an archive holds the keyring too.
+PASSAGE_BACKUP_RECIPIENTS = env_list("PASSAGE_BACKUP_RECIPIENTS")
+PASSAGE_BACKUP_DIR = Path(env("PASSAGE_BACKUP_DIR", VAR_DIR / "backups"))
 
 # --- Casework ---------------------------------------------------------------------------
 # Closed cases are crypto-shredded this many days after closing.
@@ -406,6 +421,25 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
+# Seconds to connect to the broker and to wait for its answer. Publishing is bounded by
+# them: one try and one retry (casework/background.py), never a wait on a silent broker.
+PASSAGE_BROKER_TIMEOUT = float(env("PASSAGE_BROKER_TIMEOUT", 1))
+CELERY_BROKER_CONNECTION_TIMEOUT = PASSAGE_BROKER_TIMEOUT
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0.1,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+# A request waits at most this long for its after-commit enqueue; a slower broker finishes
+# in the background and a failed one is caught up by the sweeper (casework/background.py).
+PASSAGE_ENQUEUE_WAIT_SECONDS = float(env("PASSAGE_ENQUEUE_WAIT_SECONDS", 0.5))
+# The outbox (casework/outbox.py): first retry of a failed e-mail after this many seconds,
+# doubling, at most an hour apart; given up this many hours after the event.
+PASSAGE_OUTBOX_RETRY_SECONDS = float(env("PASSAGE_OUTBOX_RETRY_SECONDS", 30))
+PASSAGE_OUTBOX_GIVE_UP_HOURS = env_int("PASSAGE_OUTBOX_GIVE_UP_HOURS", 48)
+# Only one beat publishes (the others stand by); it holds this lock (casework/background.py).
+CELERY_BEAT_SCHEDULER = "casework.background:OneBeatScheduler"
 # Work whose background step has not run after this many minutes is enqueued again.
 PASSAGE_SWEEP_MINUTES = env_int("PASSAGE_SWEEP_MINUTES", 10)
 # Fault injection for the failure tests only: seconds a family request's processing
@@ -428,6 +462,10 @@ if CELERY_BROKER_URL and CELERY_BROKER_URL.startswith("filesystem://"):
 elif CELERY_BROKER_URL:
     # Longer than any task and any countdown, so Redis never redelivers a live task.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # Without these a silent broker (TCP accepted, nothing answered) holds a publish
+        # for ever. A worker's BRPOP waits in its event loop, not on this timeout.
+        "socket_connect_timeout": PASSAGE_BROKER_TIMEOUT,
+        "socket_timeout": PASSAGE_BROKER_TIMEOUT,
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 4 * 60 * 60),
         # How often a worker looks for messages a dead worker left unacknowledged.
         "unacked_restore_interval": env_int("CELERY_RESTORE_INTERVAL", 10),

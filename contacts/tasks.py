@@ -5,6 +5,7 @@ import datetime
 from celery import shared_task
 from django.utils import timezone
 
+from casework import outbox
 from casework.background import sweeper
 
 
@@ -13,38 +14,42 @@ def consent_daily() -> None:
     """1. A grant past its expiry date gets a "lapsed" event (so the ledger shows it) and
        messages waiting on it are stopped.
     2. Each case's caseworkers hear how many consents expire within 30 days: a count
-       and a link, no personal data. Safe to run twice (lapsing is idempotent; the
-       warning is sent once per person per day through the reminder log)."""
+       and a link, no personal data.
+    One run at a time (two at once would each write a "lapsed" event); a run after
+    another is safe: lapsing looks at the latest event, and the warning is an outbox
+    row keyed by day, so each person gets it once a day."""
     from casework import access
+    from casework.background import daily_done, exclusive
     from casework.models import Case
 
     from . import services
     from .models import ConsentEvent
 
-    today = timezone.localdate()
-    soon = today + datetime.timedelta(days=30)
-    cases = Case.objects.filter(
-        pk__in=ConsentEvent.objects.filter(decision="granted", expires_on__isnull=False).values(
-            "case_id"
-        )
-    ).select_related("data_key")
-    expiring_by_user = {}
-    for case in cases:
-        if case.is_shredded:
-            continue
-        for event in _latest_per_key(case):
-            if event.decision != ConsentEvent.Decision.GRANTED or event.expires_on is None:
+    with exclusive("consent_daily") as mine:
+        if not mine:
+            return  # another run (a second beat, the sweeper) is at it
+        today = timezone.localdate()
+        soon = today + datetime.timedelta(days=30)
+        cases = Case.objects.filter(
+            pk__in=ConsentEvent.objects.filter(decision="granted", expires_on__isnull=False).values(
+                "case_id"
+            )
+        ).select_related("data_key")
+        expiring_by_user = {}
+        for case in cases:
+            if case.is_shredded:
                 continue
-            if event.expires_on < today:
-                services.consent_lapse(case=case, event=event)
-            elif event.expires_on <= soon:
-                for user in access.case_workers(case):
-                    expiring_by_user[user] = expiring_by_user.get(user, 0) + 1
-    for user, n in expiring_by_user.items():
-        _warn(user, n, today)
-    from casework.background import daily_done
-
-    daily_done("consent_daily")
+            for event in _latest_per_key(case):
+                if event.decision != ConsentEvent.Decision.GRANTED or event.expires_on is None:
+                    continue
+                if event.expires_on < today:
+                    services.consent_lapse(case=case, event=event)
+                elif event.expires_on <= soon:
+                    for user in access.case_workers(case):
+                        expiring_by_user[user] = expiring_by_user.get(user, 0) + 1
+        for user, n in expiring_by_user.items():
+            _warn(user, n, today)
+        daily_done("consent_daily")
 
 
 def _latest_per_key(case):
@@ -64,29 +69,33 @@ def _latest_per_key(case):
 
 
 def _warn(user, n, today):
-    from django.conf import settings
-    from django.core.mail import send_mail
-    from django.db import IntegrityError, transaction
-    from django.urls import reverse
-
-    from casework.models import ReminderLog
+    from casework import outbox
 
     if not user.email:
         return
-    try:
-        with transaction.atomic():
-            log = ReminderLog.objects.create(user=user, day=today, kind="consent")
-    except IntegrityError:
-        return
-    send_mail(
-        "Passage: consents expire soon",
-        f"{n} consent(s) on your cases expire within 30 days. Renew them with the person "
-        f"or let them lapse.\n\n{settings.PASSAGE_BASE_URL.rstrip('/')}{reverse('case_list')}\n\n"
-        "-- Passage (this message holds no personal details by design)\n",
-        None,
-        [user.email],
+    outbox.notification_queue(
+        kind="consent_expiring",
+        recipients=[user],
+        key=f"consent_expiring:{today.isoformat()}",
+        codes=[n],
+        send_now=True,
     )
-    ReminderLog.objects.filter(pk=log.pk).update(sent_at=timezone.now())
+
+
+def _warning_message(row):
+    from django.conf import settings
+    from django.urls import reverse
+
+    return (
+        "Passage: consents expire soon",
+        f"{row.codes[0]} consent(s) on your cases expire within 30 days. Renew them with the "
+        f"person or let them lapse.\n\n"
+        f"{settings.PASSAGE_BASE_URL.rstrip('/')}{reverse('case_list')}\n\n"
+        "-- Passage (this message holds no personal details by design)\n",
+    )
+
+
+outbox.register("consent_expiring", render=_warning_message, lifetime=datetime.timedelta(hours=12))
 
 
 @sweeper

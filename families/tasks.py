@@ -23,28 +23,35 @@ def families_daily() -> None:
 
     Retention counts from when the family was shown "closed" (never earlier than the
     minimum after submission), so when a reference stops working says nothing about
-    how the request ended either."""
+    how the request ended either.
+
+    One run at a time: two at once could each cancel (and log) the same disclosure."""
     from django.db.models import Q
+
+    from casework.background import exclusive
 
     from . import limits, services
     from .models import Disclosure, FamilyRequest
 
-    for disclosure in Disclosure.objects.filter(
-        approved_at__isnull=False,
-        released_at__isnull=True,
-        cancelled_at__isnull=True,
-        release_after__lte=timezone.now(),
-    ).select_related("request__data_key", "request__case__data_key", "request__contact"):
-        services.disclosure_release(disclosure=disclosure)
-    cutoff = timezone.now() - limits.retention()
-    due = FamilyRequest.objects.filter(
-        Q(closed_at__lt=cutoff) | Q(closed_at__isnull=True),
-        stage=FamilyRequest.Stage.CLOSED,
-        created_at__lt=cutoff - limits.closed_no_earlier_than(),
-        data_key__shredded_at__isnull=True,
-    )
-    for request in due.select_related("data_key", "case").order_by("closed_at")[:500]:
-        services.request_shred(family_request=request)
+    with exclusive("families_daily") as mine:
+        if not mine:
+            return  # another run (a second beat) is at it
+        for disclosure in Disclosure.objects.filter(
+            approved_at__isnull=False,
+            released_at__isnull=True,
+            cancelled_at__isnull=True,
+            release_after__lte=timezone.now(),
+        ).select_related("request__data_key", "request__case__data_key", "request__contact"):
+            services.disclosure_release(disclosure=disclosure)
+        cutoff = timezone.now() - limits.retention()
+        due = FamilyRequest.objects.filter(
+            Q(closed_at__lt=cutoff) | Q(closed_at__isnull=True),
+            stage=FamilyRequest.Stage.CLOSED,
+            created_at__lt=cutoff - limits.closed_no_earlier_than(),
+            data_key__shredded_at__isnull=True,
+        )
+        for request in due.select_related("data_key", "case").order_by("closed_at")[:500]:
+            services.request_shred(family_request=request)
 
 
 @sweeper

@@ -23,7 +23,13 @@ def _fast_hashers(settings):
 def _clean_cache():
     from django.core.cache import cache
 
+    from families import ratelimit
+
     cache.clear()
+    # The rate limits' own fallback (a process-wide count and pause, kept while the
+    # shared cache is down): a fault one test injects must not limit the next.
+    ratelimit.LOCAL.clear()
+    ratelimit.resume_shared()
     yield
 
 

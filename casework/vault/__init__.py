@@ -29,6 +29,8 @@ The package, by topic (each module imports only from those above it):
     index    normalisation, blind indexes, search, VaultModel
     files    encrypted files
     upkeep   rotation, re-indexing, key usage
+    registry the keyring the database belongs to, and the one each process holds
+             (models; imported by casework.models, not here)
 
 Use it through the package (`from casework import vault`, then `vault.search(...)`):
 every name below is re-exported here.
@@ -77,6 +79,8 @@ from .keys import (
     DecryptionError,
     Keyring,
     KeyringError,
+    KeyringMismatch,
+    check_value,
     fingerprint,
     keyring,
     load_keyring,
@@ -84,6 +88,7 @@ from .keys import (
     reset_keyring,
     save_keyring,
     unwrap_dek,
+    use_keyring,
     wrap_dek,
     write_keyring,
 )
@@ -110,6 +115,8 @@ __all__ = [
     "DecryptionError",
     "Keyring",
     "KeyringError",
+    "KeyringMismatch",
+    "check_value",
     "fingerprint",
     "keyring",
     "load_keyring",
@@ -117,6 +124,7 @@ __all__ = [
     "reset_keyring",
     "save_keyring",
     "unwrap_dek",
+    "use_keyring",
     "wrap_dek",
     "write_keyring",
     # records
@@ -167,7 +175,8 @@ class _Vault(types.ModuleType):
     """The package, with `_keyring_cache` handed through to the one in keys.py.
 
     keys.keyring() reads and fills keys._keyring_cache; tests and the benchmark swap
-    the keyring in use by assigning `vault._keyring_cache`, which has to reach it.
+    the keyring in use by assigning `vault._keyring_cache`, which goes through
+    keys.use_keyring(): the ring assigned becomes the database's keyring too.
     """
 
     @property
@@ -176,7 +185,7 @@ class _Vault(types.ModuleType):
 
     @_keyring_cache.setter
     def _keyring_cache(self, ring):
-        keys._keyring_cache = ring
+        keys.use_keyring(ring)
 
 
 sys.modules[__name__].__class__ = _Vault

@@ -130,12 +130,18 @@ WHEREABOUTS = {
 }
 
 
-def test_a_stale_whereabouts_form_never_puts_an_old_phone_back(case, personas):
+@pytest.fixture
+def other(case, personas):
+    """A second caseworker of the case, with the whereabouts grant."""
+    colleague = make_user("caseworker7", "caseworker", first_name="Sam")
+    personas.team.members.add(colleague)
+    grant(case, colleague, "work")
+    grant(case, colleague, "whereabouts")
+    return colleague
+
+
+def test_a_stale_whereabouts_form_never_puts_an_old_phone_back(case, personas, other):
     services.whereabouts_save(actor=personas.caseworker, case=case, data=WHEREABOUTS)
-    other = make_user("caseworker7", "caseworker", first_name="Sam")
-    personas.team.members.add(other)
-    grant(case, other, "work")
-    grant(case, other, "whereabouts")
     a = login_verified(Client(), personas.caseworker)
     b = login_verified(Client(), other)
     state_a, state_b = whereabouts_page(a, case), whereabouts_page(b, case)
@@ -153,11 +159,7 @@ def test_a_stale_whereabouts_form_never_puts_an_old_phone_back(case, personas):
     ).exists()
 
 
-def test_two_first_whereabouts_saves_make_one_row_and_one_refusal(case, personas):
-    other = make_user("caseworker7", "caseworker", first_name="Sam")
-    personas.team.members.add(other)
-    grant(case, other, "work")
-    grant(case, other, "whereabouts")
+def test_two_first_whereabouts_saves_make_one_row_and_one_refusal(case, personas, other):
     a = login_verified(Client(), personas.caseworker)
     b = login_verified(Client(), other)
     state_a, state_b = whereabouts_page(a, case), whereabouts_page(b, case)

@@ -260,22 +260,20 @@ def need_server_database():
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.mark.parametrize("trial", range(4))
-def test_hand_over_racing_a_screened_out_close_never_leaves_a_live_task(personas, trial):
+def test_hand_over_racing_a_screened_out_close_never_leaves_a_live_task(
+    personas, case, flagged, second, trial
+):
     need_server_database()
-    case = consenting_case(personas.team, personas.coordinator, personas.caseworker)
-    second = make_user("coordinator3", Role.COORDINATOR)
-    personas.team.coordinators.add(second)
-    fr, _secret = submit()
     outcomes = race(
         lambda: services.triage_hand_over(
-            actor=personas.coordinator, family_request=stale(fr), case=case
+            actor=personas.coordinator, family_request=stale(flagged), case=case
         ),
         lambda: services.triage_close(
-            actor=second, family_request=stale(fr), outcome=FamilyRequest.Outcome.SCREENED_OUT
+            actor=second, family_request=stale(flagged), outcome=FamilyRequest.Outcome.SCREENED_OUT
         ),
     )
     assert sorted(outcomes) == ["ValidationError", "done"], outcomes
-    fr = FamilyRequest.objects.get(pk=fr.pk)
+    fr = FamilyRequest.objects.get(pk=flagged.pk)
     if fr.outcome == FamilyRequest.Outcome.SCREENED_OUT:
         assert not live_tasks(fr).exists() and fr.task_id is None
     else:
@@ -284,69 +282,44 @@ def test_hand_over_racing_a_screened_out_close_never_leaves_a_live_task(personas
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.mark.parametrize("trial", range(3))
-def test_a_decline_racing_an_approval_never_deadlocks_nor_approves_after(personas, trial):
+def test_a_decline_racing_an_approval_never_deadlocks_nor_approves_after(
+    personas, flagged, proposed, second, trial
+):
     need_server_database()
-    case = consenting_case(personas.team, personas.coordinator, personas.caseworker)
-    second = make_user("coordinator3", Role.COORDINATOR)
-    personas.team.coordinators.add(second)
-    fr, _secret = submit()
-    services.triage_hand_over(actor=personas.coordinator, family_request=stale(fr), case=case)
-    services.record_answer(
-        actor=personas.caseworker,
-        family_request=stale(fr),
-        answer="share_contact",
-        method="in_person",
-        details="An e-mail address agreed with the person.",
-    )
-    disclosure = Disclosure.objects.get(request=fr)
     outcomes = race(
         lambda: services.disclosure_approve(
-            actor=second, disclosure=Disclosure.objects.get(pk=disclosure.pk)
+            actor=second, disclosure=Disclosure.objects.get(pk=proposed.pk)
         ),
         lambda: services.record_answer(
             actor=personas.caseworker,
-            family_request=stale(fr),
+            family_request=stale(flagged),
             answer="decline",
             method="in_person",
         ),
     )
     assert "OperationalError" not in outcomes and "InternalError" not in outcomes, outcomes
-    disclosure = Disclosure.objects.get(pk=disclosure.pk)
-    assert FamilyRequest.objects.get(pk=fr.pk).outcome == FamilyRequest.Outcome.DECLINED
+    disclosure = Disclosure.objects.get(pk=proposed.pk)
+    assert FamilyRequest.objects.get(pk=flagged.pk).outcome == FamilyRequest.Outcome.DECLINED
     assert disclosure.cancelled_at is not None  # approved first or not: it never goes out
     if outcomes[0] != "done":
         assert disclosure.approved_at is None
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_two_approvals_at_once_write_one(personas):
+def test_two_approvals_at_once_write_one(personas, proposed, second):
     need_server_database()
-    case = consenting_case(personas.team, personas.coordinator, personas.caseworker)
-    seconds = []
-    for n in (3, 4):
-        other = make_user(f"coordinator{n}", Role.COORDINATOR)
-        personas.team.coordinators.add(other)
-        seconds.append(other)
-    fr, _secret = submit()
-    services.triage_hand_over(actor=personas.coordinator, family_request=stale(fr), case=case)
-    services.record_answer(
-        actor=personas.caseworker,
-        family_request=stale(fr),
-        answer="meet",
-        method="in_person",
-        details="At the library, with a caseworker.",
-    )
-    disclosure = Disclosure.objects.get(request=fr)
+    third = make_user("coordinator4", Role.COORDINATOR)
+    personas.team.coordinators.add(third)
     outcomes = race(
         *[
             (
                 lambda who=who: services.disclosure_approve(
-                    actor=who, disclosure=Disclosure.objects.get(pk=disclosure.pk)
+                    actor=who, disclosure=Disclosure.objects.get(pk=proposed.pk)
                 )
             )
-            for who in seconds
+            for who in (second, third)
         ]
     )
     assert sorted(outcomes) == ["ValidationError", "done"], outcomes
     (event,) = AccessEvent.objects.filter(action="family.disclosure.approved")
-    assert event.actor == Disclosure.objects.get(pk=disclosure.pk).approved_by
+    assert event.actor == Disclosure.objects.get(pk=proposed.pk).approved_by
