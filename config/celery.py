@@ -9,7 +9,13 @@ import os
 
 from celery import Celery, Task
 from celery.schedules import crontab
-from celery.signals import worker_init, worker_process_shutdown, worker_ready, worker_shutdown
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 from django.db.utils import InterfaceError as DjangoInterfaceError
 from django.db.utils import OperationalError as DjangoOperationalError
 from kombu.exceptions import OperationalError as BrokerOperationalError
@@ -89,6 +95,14 @@ def _check_keyring(**kwargs):
     except vault.KeyringError as exc:
         logging.getLogger("passage.keyring").critical("%s", exc)  # names keys, never data
         raise SystemExit(1) from None
+    registry.start_reporter("worker")
+
+
+@worker_process_init.connect
+def _report_pool_process(**kwargs):
+    """Each process of the prefork pool runs tasks with the keyring: it reports too."""
+    from casework.vault import registry
+
     registry.start_reporter("worker")
 
 

@@ -417,21 +417,22 @@ class _Reporter(threading.Thread):
             _generation = st.generation
 
 
-_reporter = {"pid": None, "forks": False}
+_reporter = {"pid": None, "atexit": False}
 
 
 def start_reporter(role: str) -> None:
-    """Report this process (and each process forked from it) from a background thread."""
+    """Report this process from a background thread (once per process). Celery's pool
+    processes call it themselves (worker_process_init, config/celery.py); other forked
+    children (the embedded beat of `make run`) do not report: they hold no keyring work,
+    and a SQLite database must not be shared across a fork."""
     me = _process()
     me["role"] = role
     if _reporter["pid"] == os.getpid():
         return
     _reporter["pid"] = os.getpid()
     _Reporter().start()
-    if not _reporter["forks"]:
-        _reporter["forks"] = True
-        # Celery's prefork pool forks the processes that run tasks: each reports itself.
-        os.register_at_fork(after_in_child=lambda: start_reporter(_me["role"]))
+    if not _reporter["atexit"]:
+        _reporter["atexit"] = True
         atexit.register(forget)
 
 
