@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import Prefetch, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -174,12 +175,14 @@ def case_page(request, case, *, note_form=None, task_form=None, status=200):
     )
     if not case.rights.restricted_notes:
         notes = notes.filter(restricted=False)
-    action = "case.sealed_opened" if case.sealed else "case.viewed"
-    audit.record(user, action, case=case)
     if case.sealed:
         from .outbox import notification_queue
 
-        notification_queue(kind="sealed_opened", about=str(case.pk), actor=user)
+        with transaction.atomic():  # the opening and the e-mails it owes: both or neither
+            audit.record(user, "case.sealed_opened", case=case)
+            notification_queue(kind="sealed_opened", about=str(case.pk), actor=user)
+    else:
+        audit.record(user, "case.viewed", case=case)
     context = {
         "case": case,
         "notes": _with_case(notes, case),

@@ -26,6 +26,18 @@ def clear_expired_sessions() -> None:
 
 
 @shared_task
+def forget_old_form_state() -> None:
+    """Used one-time form tokens are needed only while a double submit can still come
+    (a day is plenty; kept 30); a kept note nobody came back for goes after 30 days."""
+    from casework.drafts import NoteDraft
+    from casework.versions import FormToken
+
+    cutoff = timezone.now() - timedelta(days=30)
+    FormToken.objects.filter(used_at__lt=cutoff).delete()
+    NoteDraft.objects.filter(created_at__lt=cutoff).delete()
+
+
+@shared_task
 def forget_old_login_failures() -> None:
     """Failed-login records (usernames and addresses) are kept 30 days, then dropped."""
     from axes.models import AccessAttempt, AccessFailureLog

@@ -72,6 +72,10 @@ app.conf.beat_schedule = {
         "task": "casework.tasks.shred_expired_cases",
         "schedule": crontab(hour=2, minute=23),
     },
+    "forget-old-form-state": {
+        "task": "casework.tasks.forget_old_form_state",
+        "schedule": crontab(hour=3, minute=47),
+    },
     "forget-old-login-failures": {
         "task": "casework.tasks.forget_old_login_failures",
         "schedule": crontab(hour=3, minute=41),

@@ -232,3 +232,26 @@ def test_a_new_task_with_an_error_comes_back_with_its_text(case, personas):
     assert response.status_code == 400
     assert response.context["task_form"]["details"].value() == details
     assert "<details open><summary>" in response.content.decode()  # the form shows, open
+
+
+def test_old_tokens_and_forgotten_drafts_are_cleared(case, personas, settings, media):
+    import datetime
+
+    from django.utils import timezone
+
+    from casework.tasks import forget_old_form_state
+    from casework.versions import FormToken, use_once
+
+    use_once(actor=personas.caseworker, token="a" * 32)
+    use_once(actor=personas.caseworker, token="b" * 32)
+    client = login_verified(Client(), personas.caseworker)
+    idle(client, settings)
+    client.post(reverse("note_add", args=[case.pk]), {"body": LONG_NOTE})
+    old = timezone.now() - datetime.timedelta(days=31)
+    FormToken.objects.filter(token="a" * 32).update(used_at=old)
+    forget_old_form_state()
+    assert list(FormToken.objects.values_list("token", flat=True)) == ["b" * 32]
+    assert NoteDraft.objects.count() == 1  # a recent draft stays
+    NoteDraft.objects.update(created_at=old)
+    forget_old_form_state()
+    assert not NoteDraft.objects.exists()
