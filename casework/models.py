@@ -778,3 +778,4 @@ from .otp import VaultTOTPDevice  # noqa: E402, F401  (defined by topic in casew
 from .outbox import *  # noqa: E402, F401, F403  (the notification outbox, casework/outbox.py)
 from .vault.registry import *  # noqa: E402, F401, F403  (keyring state, casework/vault/registry.py)
 from .versions import FormToken  # noqa: E402, F401  (one effect per submission, casework/versions.py)
+from .transparency import *  # noqa: E402, F401, F403  (the Merkle tree and checkpoints, casework/transparency.py)
