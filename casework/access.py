@@ -131,17 +131,45 @@ def case_workers(case):
     )
 
 
+def people_lists(**lists) -> dict[str, list]:
+    """Several lists of people, each a queryset of users from its own rule (case_workers,
+    team_people...), read in one query (UNION ALL): {name: [its users, by username]}.
+    The case page needs the caseworkers named on the case and the people a task can go
+    to, at once."""
+    parts = [users.order_by().annotate(_list=Value(name)) for name, users in lists.items()]
+    if not parts:
+        return {}
+    out = {name: [] for name in lists}
+    for user in parts[0].union(*parts[1:], all=True):
+        out[user._list].append(user)
+    for people in out.values():
+        people.sort(key=lambda user: user.username)
+    return out
+
+
 # --- The rules ------------------------------------------------------------------------------
-def granted_cases(user, perm: str):
-    """Cases with an explicit grant of `perm` to this user: never global or superuser rights."""
-    return get_objects_for_user(
-        user,
-        f"casework.{perm}",
-        klass=Case,
-        use_groups=False,
-        accept_global_perms=False,
-        with_superuser=False,
-    )
+def granted_cases(user, *perms: str):
+    """Cases with an explicit grant of `perm` (of any of `perms`) to this user: never
+    global or superuser rights.
+
+    Built once per user object and handed out as a fresh copy: a page asks for the same
+    grants several times (each right is a condition on them), and building guardian's
+    query costs more than running it. Nothing in it depends on the moment (the grants
+    are read when the query runs), so a kept copy never goes stale."""
+    built = getattr(user, "_granted_cases", None)
+    if built is None:
+        built = user._granted_cases = {}
+    if perms not in built:
+        built[perms] = get_objects_for_user(
+            user,
+            [f"casework.{perm}" for perm in perms],
+            klass=Case,
+            use_groups=False,
+            any_perm=True,
+            accept_global_perms=False,
+            with_superuser=False,
+        )
+    return built[perms].all()
 
 
 def case_rules(user, prefix: str = "") -> dict[str, Q]:
@@ -152,21 +180,24 @@ def case_rules(user, prefix: str = "") -> dict[str, Q]:
     def on(**lookups) -> Q:
         return Q(**{f"{prefix}{key}": value for key, value in lookups.items()})
 
-    def granted(perm):
-        return on(pk__in=granted_cases(user, perm).values("pk"))
+    def granted(*perms):
+        return on(pk__in=granted_cases(user, *perms).values("pk"))
 
     work = granted(CHANGE)
-    view = granted(VIEW)
+    # Whoever may work on a case may see it. A grant to read or to work is one
+    # condition (one IN over the user's grants), so a caseworker's lists are a join
+    # from their grants, not a scan of every case.
+    view = granted(VIEW, CHANGE)
     coordinates = NOTHING
     if user.has_role(Role.COORDINATOR):
         led = Team.objects.filter(coordinators=user).values("pk")
-        work |= on(team__in=led, sealed=False)
+        teams_open = on(team__in=led, sealed=False)
+        work |= teams_open
         glass = BreakGlass.objects.filter(user=user, expires_at__gt=timezone.now())
-        view |= on(team__in=led, sealed=False) | on(pk__in=glass.values("case_id"))
+        view |= teams_open | on(pk__in=glass.values("case_id"))
         # Of the case's team and able to see it without break-glass (which opens a
         # case for reading only): for a sealed case, only if named on it.
         coordinates = on(team__in=led) & (work | granted(VIEW))
-    view |= work  # whoever may work on a case may see it
     return {
         "view": view,
         "work": work,
@@ -207,6 +238,12 @@ def _attach(case, user, rights: CaseRights) -> None:
 def cases_for_user(user, perm: str = VIEW):
     """The one list of cases a user may see (or work on, or see the whereabouts of)."""
     return Case.objects.filter(case_rules(user)[PERM_RIGHT[perm]])
+
+
+def cases_hidden_from(user):
+    """The cases a user may not see: the complement of the same condition, for asking
+    whether a search also matched outside their caseload (never to list them)."""
+    return Case.objects.exclude(case_rules(user)["view"])
 
 
 def get_case_for_user(request, pk, perm: str = VIEW) -> Case:

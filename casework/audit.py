@@ -1,18 +1,22 @@
-"""The access log: every read and every change of case content, hash-chained.
+"""The access log: every read and every change of case content, in a transparency log.
 
 1. `record()` is called by the code that does the thing, in the same transaction, with
    a namespaced action code ("case.viewed", "case.updated", "access.granted", ...).
    It stores names of fields and codes, never decrypted content.
-2. Writers are serialised (a PostgreSQL advisory lock; SQLite's write lock), read the
-   last row's MAC, and insert `seq = last + 1` with
-   `mac = HMAC(audit_key, previous mac | canonical form of this row)`.
-3. Database triggers refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL), so the
-   log is append-only even for code that forgets; `verify()` (and
-   `manage.py verify_audit`) recomputes the chain and names the first broken link.
-4. The same triggers guard every history table, i.e. every model marked `append_only`
-   (notes, stage and task history, the consent ledger); rows that settle (a relayed
-   message once reviewed, a disclosure once decided) name the steps forward they may
-   still take (`History`), and the triggers refuse everything else.
+2. Writers take no lock: each event is one INSERT (`seq` is an identity column) carrying
+   `mac = HMAC(audit_key, "passage-event/2" | the row without its seq)`, so nobody
+   without the keyring writes an event that verifies.
+3. A sequencer integrates committed events into a Merkle tree and signs checkpoints of
+   it outside the database (casework/transparency.py). A leaf is the event's canonical
+   form, seq included, and its MAC (`leaf()`). Events written before the tree (issue 14)
+   keep their chained MAC, `HMAC(audit_key, previous MAC | row)`, checked as before.
+4. Database triggers refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL), so the
+   log is append-only even for code that forgets; `verify()` (and `manage.py
+   verify_audit`) recomputes the log and names the first problem.
+5. The same triggers guard every history table, i.e. every model marked `append_only`
+   (notes, stage and task history, the consent ledger, the tree's leaves and nodes); rows
+   that settle (a relayed message once reviewed, a disclosure once decided) name the
+   steps forward they may still take (`History`), and the triggers refuse everything else.
 """
 
 import datetime
@@ -21,14 +25,14 @@ import hmac
 import json
 import uuid
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from django.db import connection, transaction
 from django.utils import timezone
 
 from . import vault
 
 TABLE = "casework_accessevent"
-LOCK_KEY = 0x5041_5353  # "PASS": the advisory lock every writer takes
+MAC_V2 = b"passage-event/2\x1e"  # the MAC of an event written to the tree (vs the old chain)
 
 # Codes an auditor's report treats as worth a second look.
 FLAGGED_ACTIONS = {"case.break_glass", "case.sealed_opened"}
@@ -38,33 +42,29 @@ def record(actor, action: str, *, case=None, obj=None, fields=(), detail=None, f
     """Append one event. Call it inside the transaction of the change it records.
 
     The request id and client address come from the request being served (set by
-    RequestIdMiddleware), so callers pass an actor, never an HTTP request.
+    RequestIdMiddleware), so callers pass an actor, never an HTTP request. One INSERT,
+    and no lock: the sequencer orders events later.
     """
     from .logs import client_ip_var, request_id_var
     from .models import AccessEvent
 
     actor = actor if getattr(actor, "is_authenticated", False) else None
-    with transaction.atomic():
-        _lock()
-        last = AccessEvent.objects.order_by("-seq").values_list("seq", "mac").first()
-        seq, previous = (last[0] + 1, last[1]) if last else (1, "")
-        event = AccessEvent(
-            seq=seq,
-            at=timezone.now(),
-            actor=actor,
-            action=action,
-            case=case,
-            object_type=_object_type(obj),
-            object_id=str(obj.pk) if obj is not None else "",
-            fields=sorted(fields),
-            # Through JSON once: the chain is computed on what the database gives back.
-            detail=json.loads(json.dumps(detail or {})),
-            flagged=action in FLAGGED_ACTIONS if flagged is None else flagged,
-            request_id=request_id_var.get(),
-            ip=client_ip_var.get(),
-        )
-        event.mac = _mac(previous, event)
-        event.save(force_insert=True)
+    event = AccessEvent(
+        at=timezone.now(),
+        actor=actor,
+        action=action,
+        case=case,
+        object_type=_object_type(obj),
+        object_id=str(obj.pk) if obj is not None else "",
+        fields=sorted(fields),
+        # Through JSON once: the MAC is computed on what the database gives back.
+        detail=json.loads(json.dumps(detail or {})),
+        flagged=action in FLAGGED_ACTIONS if flagged is None else flagged,
+        request_id=request_id_var.get(),
+        ip=client_ip_var.get(),
+    )
+    event.mac = _mac(vault.keyring().audit_key, event)
+    event.save(force_insert=True)
     return event
 
 
@@ -86,16 +86,9 @@ def canonical_ip(request):
         return None
 
 
-def _lock():
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
-
-
-def canonical(event) -> bytes:
+def _content(event) -> list[str]:
     at = event.at.astimezone(datetime.UTC)
-    parts = [
-        str(event.seq),
+    return [
         at.strftime("%Y-%m-%dT%H:%M:%S.%f"),
         str(event.actor_id or ""),
         event.action,
@@ -108,24 +101,62 @@ def canonical(event) -> bytes:
         event.request_id,
         str(event.ip or ""),
     ]
-    return "\x1f".join(parts).encode()
 
 
-def _mac(previous: str, event) -> str:
-    key = vault.keyring().audit_key
+def canonical(event) -> bytes:
+    """The row as bytes: seq and the columns, separated by 0x1F."""
+    return "\x1f".join([str(event.seq), *_content(event)]).encode()
+
+
+def leaf(event) -> bytes:
+    """The event's leaf in the Merkle tree: its canonical form and its MAC."""
+    return canonical(event) + b"\x1e" + event.mac.encode()
+
+
+def _mac(key: bytes, event) -> str:
+    content = "\x1f".join(_content(event)).encode()
+    return hmac.new(key, MAC_V2 + content, hashlib.sha256).hexdigest()
+
+
+def _chained_mac(key: bytes, previous: str, event) -> str:
     return hmac.new(key, previous.encode() + b"\x1e" + canonical(event), hashlib.sha256).hexdigest()
 
 
-def verify(batch_size: int = 2000):
-    """Recompute the chain. Returns (rows checked, first broken seq or None)."""
-    from .models import AccessEvent
+def mac_kind(event, previous: str | None, key: bytes | None = None) -> str | None:
+    """ "tree" if the event's MAC is a tree event's, "chain" if it continues the old chain
+    after `previous` (None: the chain has ended), None if neither (changed, or forged)."""
+    key = key if key is not None else vault.keyring().audit_key
+    if hmac.compare_digest(_mac(key, event), event.mac):
+        return "tree"
+    if previous is not None and hmac.compare_digest(_chained_mac(key, previous, event), event.mac):
+        return "chain"
+    return None
 
-    previous, expected_seq, checked = "", 1, 0
-    for event in AccessEvent.objects.order_by("seq").iterator(chunk_size=batch_size):
-        if event.seq != expected_seq or not hmac.compare_digest(_mac(previous, event), event.mac):
-            return checked, event.seq if event.seq == expected_seq else expected_seq
-        previous, expected_seq, checked = event.mac, event.seq + 1, checked + 1
-    return checked, None
+
+def key_verifies_newest(audit_key: bytes, event_model=None) -> bool:
+    """Does `audit_key` verify the newest access event (True if there is none)? For the
+    keyring's proof against a database (casework/vault/registry.py)."""
+    from django.apps import apps
+
+    AccessEvent = event_model or apps.get_model("casework", "AccessEvent")
+    events = list(AccessEvent.objects.order_by("-seq")[:2])
+    if not events:
+        return True
+    previous = events[1].mac if len(events) > 1 else ""
+    return mac_kind(events[0], previous, key=audit_key) is not None
+
+
+class Verification(NamedTuple):
+    checked: int  # events verified
+    broken: int | str | None  # the event at fault, the problem when no one event is, or None
+
+
+def verify() -> Verification:
+    """Integrate what is waiting, then check the whole log (transparency.verify_log)."""
+    from . import transparency
+
+    report = transparency.verify_log()
+    return Verification(report.events, None if report.ok else (report.seq or report.describe()))
 
 
 # --- Triggers -------------------------------------------------------------------------------

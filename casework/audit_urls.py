@@ -9,4 +9,5 @@ urlpatterns = [
     path("unusual/", audit_views.audit_unusual, name="audit_unusual"),
     path("break-glass/<int:seq>/", audit_views.audit_break_glass, name="audit_break_glass"),
     path("export.csv", audit_views.audit_export, name="audit_export"),
+    path("checkpoint.txt", audit_views.audit_checkpoint, name="audit_checkpoint"),
 ]

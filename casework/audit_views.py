@@ -1,5 +1,6 @@
 """The auditor's side of the access log: the log itself, the unusual-access report, the
-review of a break-glass justification and a CSV export.
+review of a break-glass justification, a CSV export whose rows carry their inclusion
+proofs, and the signed checkpoint they prove against (casework/transparency.py).
 
 Auditors are watched too: every page here writes its own access event. Nothing here
 reads case content; the one decrypted value is a break-glass justification, which the
@@ -16,19 +17,21 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Q
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 
-from . import audit, vault
+from . import audit, lists, search, transparency, vault
 from .models import AccessEvent, BreakGlass, Role, User
 
 PER_PAGE = 50
+# The log's order, newest first: the pages go by key (no OFFSET, no COUNT(*) over a log
+# that grows with every page anyone opens).
+LOG_ORDER = [lists.Key("seq", descending=True)]
 REPORT_DAYS = 7
 # Actions that touch a case: the ones "access at night" looks at.
 CASE_PREFIXES = ("case.", "note.", "whereabouts.", "attachment.")
@@ -40,7 +43,12 @@ EVENT_COLUMNS = (
 ).split()
 CSV_HEADER = (
     "seq at actor action case_reference object_type object_id fields flagged request_id detail"
+    " position tree_size leaf proof"
 ).split()
+EXPORT_CHUNK = 500
+# An export integrates what is waiting first; a backlog beyond this is left to the beat
+# (its rows go out without a proof).
+EXPORT_SEQUENCE_SECONDS = 5.0
 # Spreadsheets run a cell that starts with one of these as a formula.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -101,7 +109,9 @@ class LogFilterForm(forms.Form):
         if data.get("actor"):
             events = events.filter(actor=data["actor"])
         if data.get("case"):
-            events = events.filter(case__reference__iexact=data["case"])
+            # The exact stored form on the reference's unique index (no case-blind scan).
+            reference = search.normal_reference(data["case"]) or data["case"].strip().upper()
+            events = events.filter(case__reference=reference)
         if data.get("action"):
             events = events.filter(action=data["action"])
         if data.get("date_from"):
@@ -226,12 +236,23 @@ def _outside_caseload(detail) -> int:
 def audit_log(request):
     _require_auditor(request.user)
     filters = LogFilterForm(request.GET or None)
-    page = Paginator(filters.events(), PER_PAGE).get_page(request.GET.get("page"))
-    rows = list(page.object_list)
+    events = filters.events()
+    page = lists.keyset_page(
+        events,
+        LOG_ORDER,
+        PER_PAGE,
+        after=request.GET.get("after"),
+        before=request.GET.get("before"),
+    )
+    rows = page.rows
     audit.record(
         request.user,
         "audit.viewed",
-        detail={"filters": filters.codes(), "page": page.number},
+        detail={
+            "filters": filters.codes(),
+            "from": rows[0].seq if rows else None,
+            "to": rows[-1].seq if rows else None,
+        },
     )
     return render(
         request,
@@ -240,9 +261,20 @@ def audit_log(request):
             "filters": filters,
             "page": page,
             "rows": rows,
-            "query_string": _query_without_page(request),
+            "total": lists.bounded_count(events),
+            "count_max": lists.COUNT_MAX,
+            "query_string": lists.query_without_position(request),
+            "checkpoint": _latest_checkpoint(),
         },
     )
+
+
+def _latest_checkpoint():
+    """The newest signed checkpoint (read from the end of its file: no query), or None."""
+    try:
+        return transparency.latest_checkpoint()
+    except (OSError, ValueError, transparency.CheckpointError):
+        return None
 
 
 @require_GET
@@ -320,7 +352,10 @@ def _uuid_or_none(value):
 @login_required
 def audit_export(request):
     """The filtered log as CSV, streamed. The export is logged before the first byte, with
-    its row count; rows written after that moment (its own event included) are left out."""
+    its row count; rows written after that moment (its own event included) are left out.
+    Then the sequencer runs, so that each row can carry its position in the Merkle tree
+    and an inclusion proof against the tree of `tree_size` events, whose signed checkpoint
+    the auditor downloads from `audit_checkpoint` (`manage.py verify_export` checks both)."""
     _require_auditor(request.user)
     filters = LogFilterForm(request.GET or None)
     last = AccessEvent.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
@@ -332,9 +367,54 @@ def audit_export(request):
             "audit.exported",
             detail={"rows": count, "filters": filters.codes()},
         )
-    response = StreamingHttpResponse(_csv_lines(events), content_type="text/csv; charset=utf-8")
+    size = _tree_for_export()
+    response = StreamingHttpResponse(
+        _csv_lines(events, size), content_type="text/csv; charset=utf-8"
+    )
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
-    response["Content-Disposition"] = f'attachment; filename="access-log-{stamp}.csv"'
+    response["Content-Disposition"] = f'attachment; filename="access-log-{stamp}-{size}.csv"'
+    return response
+
+
+def _tree_for_export() -> int:
+    """Integrate what is waiting and checkpoint it; the tree size the proofs are against.
+    A damaged tree (verify_audit says how) still lets the log be exported, unproven."""
+    try:
+        checkpoint = transparency.sequence(seconds=EXPORT_SEQUENCE_SECONDS)
+    except (transparency.TreeError, transparency.CheckpointError):
+        return 0
+    if checkpoint is not None:
+        return checkpoint.size
+    return transparency.LogState.objects.values_list("size", flat=True).first() or 0
+
+
+@require_GET
+@login_required
+def audit_checkpoint(request):
+    """The log's public key and a signed checkpoint (the newest, or the one of `?size=`),
+    as text: with it, an export's proofs are checked without the server."""
+    _require_auditor(request.user)
+    size = request.GET.get("size", "")
+    wanted = int(size) if size.isdigit() else None
+    name, private = transparency.log_key()
+    checkpoints = [cp for cp in transparency.read_checkpoints() if cp.valid]
+    if wanted is not None:
+        checkpoints = [cp for cp in checkpoints if cp.size == wanted]
+        if not checkpoints:
+            raise Http404
+    audit.record(request.user, "audit.checkpoint_viewed", detail={"size": wanted})
+    key = transparency.verifier_key(name, transparency.public_bytes(private))
+    lines = [
+        "# The Passage access log's public key (a signed-note verifier key) and a signed",
+        "# checkpoint of its Merkle tree. Check an export against it with",
+        "# `manage.py verify_export EXPORT.csv THIS_FILE`.",
+        f"key {key}",
+        "",
+    ]
+    text = "\n".join(lines) + (checkpoints[-1].text if checkpoints else "")
+    response = HttpResponse(text, content_type="text/plain; charset=utf-8")
+    suffix = f"-{checkpoints[-1].size}" if checkpoints else ""
+    response["Content-Disposition"] = f'attachment; filename="access-log-checkpoint{suffix}.txt"'
     return response
 
 
@@ -343,11 +423,43 @@ class _Echo:
         return value
 
 
-def _csv_lines(events):
+def _csv_lines(events, size: int):
+    """Rows a chunk at a time (by seq, newest first), each chunk's proofs read together."""
     writer = csv.writer(_Echo())
     yield writer.writerow(CSV_HEADER)
-    for event in events.iterator(chunk_size=2000):
-        yield writer.writerow(_csv_row(event))
+    events = events.select_related("leaf").only(*EVENT_COLUMNS, "ip", "mac", "leaf__position")
+    after = None
+    while True:
+        chunk = list((events.filter(seq__lt=after) if after else events)[:EXPORT_CHUNK])
+        if not chunk:
+            return
+        positions = {e.seq: _position(e) for e in chunk}
+        try:
+            proofs = transparency.inclusion_proofs(
+                [p for p in positions.values() if p is not None], size
+            )
+        except transparency.TreeError:  # a damaged tree: the rows go out unproven
+            proofs = {}
+        for event in chunk:
+            position = positions[event.seq]
+            yield writer.writerow(
+                _csv_row(event) + _proof_cells(event, position, size, proofs.get(position))
+            )
+        after = chunk[-1].seq
+
+
+def _position(event):
+    try:
+        return event.leaf.position
+    except transparency.LogLeaf.DoesNotExist:
+        return None
+
+
+def _proof_cells(event, position, size, proof) -> list:
+    """position, tree_size, leaf (hex), proof (hex hashes, leaf first, ":" between)."""
+    if proof is None:  # not in the tree yet, or not in the checkpointed tree
+        return ["", "", "", ""]
+    return [position, size, audit.leaf(event).hex(), ":".join(h.hex() for h in proof)]
 
 
 def _csv_row(event) -> list:
@@ -368,9 +480,3 @@ def _csv_row(event) -> list:
 
 def _cell(value: str) -> str:
     return "'" + value if value.startswith(FORMULA_STARTS) else value
-
-
-def _query_without_page(request) -> str:
-    query = request.GET.copy()
-    query.pop("page", None)
-    return query.urlencode()

@@ -5,7 +5,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Prefetch, Q
 from django.http import Http404, HttpResponse
@@ -14,7 +13,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
-from . import access, audit, panels, queues, search, services, vault, versions
+from . import access, audit, lists, panels, queues, search, services, vault, versions
 from .access import get_case_for_user
 from .drafts import keeps_draft
 from .drafts import restored as restored_draft
@@ -53,8 +52,14 @@ def _works_on_cases(user):
         raise PermissionDenied
 
 
+CASE_LIST_FIELDS = ["reference", "sealed", "stage", "risk", "opened_on", "team__name", "data_key"]
+
+
 @login_required
 def case_list(request):
+    """The cases the user may see, 50 a page by key (no OFFSET, no COUNT(*) over all of
+    them): the page's rows in one query, the number of cases counted to 1,001 at most,
+    caseworkers of the page's cases in one more."""
     _works_on_cases(request.user)
     teams = access.teams_of(request.user)
     assignees = access.team_people(teams)
@@ -73,9 +78,15 @@ def case_list(request):
             cases = cases.filter(team=data["team"])
         if data["assignee"]:
             cases = cases.filter(pk__in=access.granted_cases(data["assignee"], access.CHANGE))
-    cases = cases.select_related("team", "data_key").order_by("-opened_on", "reference")
-    page = Paginator(cases, settings.PASSAGE_CASES_PER_PAGE).get_page(request.GET.get("page"))
-    rows = list(page.object_list)
+    page = lists.keyset_page(
+        cases.select_related("team", "data_key").only(*CASE_LIST_FIELDS, "legal_name"),
+        lists.CASE_ORDER,
+        settings.PASSAGE_CASES_PER_PAGE,
+        after=request.GET.get("after"),
+        before=request.GET.get("before"),
+    )
+    rows = page.rows
+    total = lists.bounded_count(cases)
     workers = _caseworkers_by_case(rows)
     for case in rows:
         case.workers = workers.get(case.pk, [])
@@ -91,10 +102,12 @@ def case_list(request):
         {
             "page": page,
             "rows": rows,
+            "total": total,
+            "count_max": lists.COUNT_MAX,
             "filters": filters,
             "search_form": CaseSearchForm(),
             "found": found is not None,
-            "query_string": _query_without_page(request),
+            "query_string": lists.query_without_position(request),
         },
     )
 
@@ -116,12 +129,6 @@ def _caseworkers_by_case(cases) -> dict:
     return out
 
 
-def _query_without_page(request) -> str:
-    query = request.GET.copy()
-    query.pop("page", None)
-    return query.urlencode()
-
-
 @sensitive_post_parameters("q")
 @sensitive_variables("term")
 @require_POST
@@ -134,11 +141,28 @@ def case_search(request):
     if not form.is_valid():
         messages.error(request, _("Enter a reference or a name to search for."))
         return redirect("case_list")
-    ids = search.search_cases(actor=request.user, term=form.cleaned_data["q"])
-    token = search.remember(request.session, ids)
-    if not ids:
+    found = search.search_cases(actor=request.user, term=form.cleaned_data["q"])
+    token = search.remember(request.session, found.ids)
+    if found.too_common:
+        messages.info(
+            request,
+            _(
+                "So many cases carry that name that it cannot be searched alone. Add "
+                "another part of the name, or search by reference."
+            ),
+        )
+    elif not found.ids:
         messages.info(
             request, _("No case you can see matches. Check the spelling or try one name.")
+        )
+    elif found.limited:
+        messages.info(
+            request,
+            _(
+                "More cases match than one search shows (%(n)s at most). Add another "
+                "name, or search by reference."
+            )
+            % {"n": search.RESULTS_MAX},
         )
     return redirect(f"{request.build_absolute_uri('/cases/')}?found={token}")
 
@@ -168,12 +192,22 @@ def case_detail(request, pk):
 
 def case_page(request, case, *, note_form=None, task_form=None, status=200):
     """The case page (a read of its content, logged); `note_form` or `task_form` is a
-    form sent back with an error, shown as typed."""
-    user = request.user
+    form sent back with an error, shown as typed.
+
+    Its queries are fixed, whatever the notes, attachments, tasks, history and family
+    requests (tests/test_query_counts.py names them): the case comes with its rights, so
+    nothing asks the permission tables again; notes with their authors, their
+    attachments, tasks with their assignees, the stage history and the family panel are
+    one query each; the caseworkers named on the case and the people a task can go to
+    are one query together. The forms (a note, a task, a checklist) are plain markup in
+    the template, folded until opened: rendering them costs no form library and no query
+    of their own. (A sealed case's opening adds the notices it owes: casework/outbox.py.)
+    """
+    user, rights = request.user, case.rights
     notes = case.notes.select_related("author").prefetch_related(
         Prefetch("attachments", queryset=Attachment.objects.order_by("created_at"))
     )
-    if not case.rights.restricted_notes:
+    if not rights.restricted_notes:
         notes = notes.filter(restricted=False)
     if case.sealed:
         from .outbox import notification_queue
@@ -183,18 +217,25 @@ def case_page(request, case, *, note_form=None, task_form=None, status=200):
             notification_queue(kind="sealed_opened", about=str(case.pk), actor=user)
     else:
         audit.record(user, "case.viewed", case=case)
+    rosters = {"workers": access.case_workers(case)}
+    if rights.work:
+        rosters["assignees"] = queues.assignable_users(case)
+    people = access.people_lists(**rosters)
     context = {
         "case": case,
         "notes": _with_case(notes, case),
         "note_form": note_form or NoteForm(initial=restored_draft(request, case)),
         "stage_form": StageForm(initial={"stage": case.stage}),
         "stage_history": case.stage_changes.select_related("changed_by"),
-        "workers": access.case_workers(case),
+        "workers": people["workers"],
         "tasks": case.tasks.select_related("assignee").order_by("status", "due_on")[:100],
         "panels": panels.for_case(user, case),
     }
-    if case.rights.work:
-        context["task_form"] = task_form or TaskForm(assignees=queues.assignable_users(case))
+    if rights.work:
+        # The task form is shown from these lists: a form sent back keeps its own
+        # (already evaluated) choices for validation only.
+        context["task_form"] = task_form or TaskForm()
+        context["assignees"] = people["assignees"]
         context["task_templates"] = TaskTemplate.objects.filter(active=True)
     return render(request, "casework/case_detail.html", context, status=status)
 

@@ -37,10 +37,26 @@ class User(AbstractUser):
 
     @property
     def roles(self) -> set[str]:
-        # Cached per request object: pages ask several times.
+        # Cached per request object: pages ask several times. A user loaded for a request
+        # (staff.StaffBackend) has them from the same query as its row.
         if not hasattr(self, "_roles"):
             self._roles = set(self.groups.values_list("name", flat=True))
         return self._roles
+
+    @classmethod
+    def with_roles(cls):
+        """Users with their roles in the row's own query: one EXISTS per role, each on the
+        (user, group) index, instead of a query of the groups per request."""
+        from django.db.models import Exists, OuterRef
+
+        member = cls.groups.through.objects.filter(user=OuterRef("pk"))
+        return cls._default_manager.annotate(
+            **{f"_in_{role}": Exists(member.filter(group__name=role)) for role in Role.values}
+        )
+
+    def take_roles(self) -> None:
+        """Keep the roles a with_roles() query brought (cached as `roles` would)."""
+        self._roles = {role for role in Role.values if getattr(self, f"_in_{role}", False)}
 
     def has_role(self, role: str) -> bool:
         return self.is_active and role in self.roles
@@ -218,7 +234,9 @@ class BlindIndexEntry(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["index", "kind", "value"], name="blind_index_lookup"),
+            # With the row: a lookup (search, matching) reads the index alone, never the
+            # table, and groups the rows of each value in order.
+            models.Index(fields=["index", "kind", "value", "row_id"], name="blind_index_offer"),
             models.Index(fields=["index", "row_id"], name="blind_index_row"),
         ]
 
@@ -314,12 +332,11 @@ class Case(Versioned, vault.DataKeyOwner, vault.VaultModel):
     team = models.ForeignKey(
         Team, on_delete=models.PROTECT, related_name="cases", verbose_name=_("team")
     )
-    stage = models.CharField(
-        _("stage"), max_length=20, choices=Stage.choices, default=Stage.INTAKE, db_index=True
-    )
+    # Indexed with the case list's order (Meta.indexes), not alone.
+    stage = models.CharField(_("stage"), max_length=20, choices=Stage.choices, default=Stage.INTAKE)
     aims = models.JSONField(_("aims"), default=list, blank=True)
     risk = models.CharField(
-        _("risk level"), max_length=10, choices=Risk.choices, default=Risk.MEDIUM, db_index=True
+        _("risk level"), max_length=10, choices=Risk.choices, default=Risk.MEDIUM
     )
     sealed = models.BooleanField(_("sealed"), default=False)
     opened_on = models.DateField(_("opened"), default=timezone.localdate)
@@ -371,7 +388,16 @@ class Case(Versioned, vault.DataKeyOwner, vault.VaultModel):
             ("change_case", "Work on the case"),
             ("view_whereabouts", "View the case's whereabouts"),
         ]
-        indexes = [models.Index(fields=["team", "stage"], name="case_team_stage")]
+        indexes = [
+            models.Index(fields=["team", "stage"], name="case_team_stage"),
+            # The case list: its order (newest first, then reference), and each filter
+            # followed by that order, so a page is a short walk of one index
+            # (casework/lists.py CASE_ORDER; caseworker: guardian's own index).
+            models.Index(fields=["-opened_on", "-reference"], name="case_list_order"),
+            models.Index(fields=["stage", "-opened_on", "-reference"], name="case_list_stage"),
+            models.Index(fields=["risk", "-opened_on", "-reference"], name="case_list_risk"),
+            models.Index(fields=["team", "-opened_on", "-reference"], name="case_list_team"),
+        ]
 
     def __str__(self):
         return self.reference
@@ -525,13 +551,15 @@ class CaseGroupObjectPermission(GroupObjectPermissionBase):
 class AccessEvent(models.Model):
     """One row of the tamper-evident access log (see casework/audit.py).
 
-    Append-only: database triggers refuse UPDATE and DELETE. `seq` is given by the
-    writer, one more than the last, under a lock: a fork of the chain would collide.
+    Append-only: database triggers refuse UPDATE and DELETE. `seq` is an identity
+    column: writers take no lock, so numbers can have gaps (a rolled-back transaction)
+    and commit out of order; the order that counts is the event's position in the
+    Merkle tree, given by the sequencer (casework/transparency.py).
     """
 
     append_only = True  # database triggers refuse UPDATE and DELETE (casework/audit.py)
 
-    seq = models.BigIntegerField(primary_key=True)
+    seq = models.BigAutoField(primary_key=True)
     at = models.DateTimeField(db_index=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -776,6 +804,6 @@ class EnrolmentLink(models.Model):
 from .drafts import NoteDraft  # noqa: E402, F401  (notes kept over a session timeout, casework/drafts.py)
 from .otp import VaultTOTPDevice  # noqa: E402, F401  (defined by topic in casework/otp.py)
 from .outbox import *  # noqa: E402, F401, F403  (the notification outbox, casework/outbox.py)
+from .transparency import *  # noqa: E402, F401, F403  (the Merkle tree and checkpoints, casework/transparency.py)
 from .vault.registry import *  # noqa: E402, F401, F403  (keyring state, casework/vault/registry.py)
 from .versions import FormToken  # noqa: E402, F401  (one effect per submission, casework/versions.py)
-from .transparency import *  # noqa: E402, F401, F403  (the Merkle tree and checkpoints, casework/transparency.py)

@@ -10,7 +10,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from . import access, audit, queues
+from . import access, audit, lists, queues
 from .access import get_case_for_user, get_task_for_user
 from .forms import (
     BoardFilterForm,
@@ -23,8 +23,9 @@ from .forms import (
     TaskTemplateForm,
     TemplateItemFormSet,
 )
-from .models import Role, TaskStatus, TaskTemplate
+from .models import Role, Task, TaskStatus, TaskTemplate
 from .responses import post_only, redirect_back, report_errors
+from .templatetags.choices import choice_labels
 from .versions import StaleEdit
 
 
@@ -62,7 +63,8 @@ def my_queue(request):
             "page": page,
             "tasks": list(page.object_list),
             "today": timezone.localdate(),
-            "statuses": TaskStatus.choices,
+            # The status picker of every row: its labels made once, not per row.
+            "statuses": list(choice_labels(Task, "status").items()),
         },
     )
 
@@ -233,23 +235,32 @@ def _assign(request, tasks, data, versions) -> bool:
 
 @login_required
 def board(request):
+    """Open tasks of the coordinator's teams by person. The counts are the whole board's
+    (one grouped query); the rows come a page at a time, loading no case content."""
     _require_coordinator(request.user)
     filters = BoardFilterForm(request.GET or None)
-    tasks = queues.board_tasks(request.user)
+    tasks = queues.board_selection(request.user)
     if filters.is_valid():
         tasks = queues.board_filter(tasks, **filters.cleaned_data)
-    tasks = list(tasks[:1000])
-    groups = queues.board_summary(tasks)
-    _record_listing(request, tasks, "board")
+    per_page = settings.PASSAGE_TASKS_PER_PAGE
+    totals = queues.board_totals(tasks, per_page)
+    total = sum(t["open"] for t in totals)
+    pager = lists.CountedPaginator(queues.board_rows(tasks), per_page, count=total)
+    page = pager.get_page(request.GET.get("page"))
+    rows = list(page.object_list)
+    _record_listing(request, rows, "board")
     return render(
         request,
         "casework/board.html",
         {
-            "groups": groups,
+            "totals": totals,
+            "groups": queues.board_page_groups(rows, totals, page.number),
+            "page": page,
             "filters": filters,
+            "query_string": lists.query_without_position(request),
             "assignees": access.team_people(access.led_teams(request.user)),
             "today": timezone.localdate(),
-            "total": len(tasks),
+            "total": total,
         },
     )
 

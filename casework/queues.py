@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Case as SqlCase
-from django.db.models import F, IntegerField, Q, Value, When
+from django.db.models import Count, F, IntegerField, Q, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -22,6 +22,7 @@ from .models import (
     TaskStatus,
     TaskTemplate,
     TaskTemplateItem,
+    User,
 )
 from .versions import bump
 from .versions import lock as version_lock
@@ -42,8 +43,9 @@ class AccessNeeded(ValidationError):
         )
 
 
-def queue_order(tasks):
-    """Urgent and overdue first, then by due date (undated last), then priority."""
+def queue_order(tasks, *first):
+    """Urgent and overdue first, then by due date (undated last), then priority; `first`
+    goes before all that (the board: by person)."""
     today = timezone.localdate()
     pressing = SqlCase(
         When(Q(priority=Priority.URGENT) | Q(due_on__lt=today), then=Value(0)),
@@ -51,8 +53,24 @@ def queue_order(tasks):
         output_field=IntegerField(),
     )
     return tasks.annotate(pressing=pressing).order_by(
-        "pressing", F("due_on").asc(nulls_last=True), "priority", "created_at"
+        *first, "pressing", F("due_on").asc(nulls_last=True), "priority", "created_at", "pk"
     )
+
+
+# What a queue's row shows, and no more: the case's reference and the data key that opens
+# the title, never the case's own encrypted fields or the task's details.
+ROW_FIELDS = (
+    "version",
+    "case",
+    "title",
+    "aim",
+    "priority",
+    "due_on",
+    "status",
+    "assignee",
+    "case__reference",
+    "case__data_key",
+)
 
 
 def my_queue(user):
@@ -60,7 +78,8 @@ def my_queue(user):
     return queue_order(
         access.tasks_for_user(user)
         .filter(assignee=user, status__in=ACTIVE_STATUSES)
-        .select_related("case__data_key", "case")
+        .select_related("case__data_key")
+        .only(*ROW_FIELDS)
     )
 
 
@@ -70,19 +89,101 @@ def team_queue(user):
     return queue_order(
         access.tasks_for_user(user, with_rights=True)
         .filter(team__in=access.teams_of(user), assignee__isnull=True, status__in=ACTIVE_STATUSES)
-        .select_related("case__data_key", "case")
+        .select_related("case__data_key")
+        .only(*ROW_FIELDS)
+    )
+
+
+def board_selection(coordinator, *, with_rights: bool = False):
+    """Every open task of the teams a coordinator leads, on cases the coordinator may
+    see (a sealed case's tasks stay off the board unless the coordinator is named on
+    it): unordered, for counting and for the page (board_totals, board_rows)."""
+    return access.tasks_for_user(coordinator, with_rights=with_rights).filter(
+        team__in=access.led_teams(coordinator), status__in=ACTIVE_STATUSES
     )
 
 
 def board_tasks(coordinator):
-    """Every open task of the teams a coordinator leads, on cases the coordinator may
-    see (a sealed case's tasks stay off the board unless the coordinator is named on
-    it), each with its case's rights. The board shows these and assigns only these."""
+    """The board's tasks whole, each with its case's rights, in queue order: the board
+    assigns only these."""
     return queue_order(
-        access.tasks_for_user(coordinator, with_rights=True)
-        .filter(team__in=access.led_teams(coordinator), status__in=ACTIVE_STATUSES)
-        .select_related("case__data_key", "case", "assignee", "team")
+        board_selection(coordinator, with_rights=True).select_related(
+            "case__data_key", "case", "assignee", "team"
+        )
     )
+
+
+def board_rows(tasks):
+    """The board's rows in its order (by person, unassigned first, then queue order),
+    loading what a row shows and the assignee's names."""
+    person = F("assignee__username").asc(nulls_first=True)
+    return queue_order(
+        tasks.select_related("case__data_key", "assignee").only(
+            *ROW_FIELDS, "assignee__username", "assignee__first_name", "assignee__last_name"
+        ),
+        person,
+    )
+
+
+def board_totals(tasks, per_page: int) -> list[dict]:
+    """Per person (unassigned first, then by username, as board_rows orders them), the
+    counts open / overdue / due this week, from one grouped query; and `page`, the page
+    of board_rows where that person's tasks start."""
+    today = timezone.localdate()
+    week_end = today + datetime.timedelta(days=7)
+    names = ("assignee__username", "assignee__first_name", "assignee__last_name")
+    rows = (
+        tasks.values("assignee", *names)
+        .annotate(
+            open=Count("pk"),
+            overdue=Count("pk", filter=Q(due_on__lt=today)),
+            week=Count("pk", filter=Q(due_on__gte=today, due_on__lte=week_end)),
+        )
+        # The database's order (its collation), the same as board_rows'.
+        .order_by(F("assignee__username").asc(nulls_first=True))
+    )
+    totals, start = [], 0
+    for row in rows:
+        assignee = None
+        if row["assignee"] is not None:
+            assignee = User(
+                pk=row["assignee"],
+                username=row["assignee__username"],
+                first_name=row["assignee__first_name"],
+                last_name=row["assignee__last_name"],
+            )
+        totals.append(
+            {
+                "assignee": assignee,
+                "open": row["open"],
+                "overdue": row["overdue"],
+                "week": row["week"],
+                "page": start // per_page + 1,
+            }
+        )
+        start += row["open"]
+    return totals
+
+
+def board_page_groups(rows, totals, page: int) -> list[dict]:
+    """The page's rows in sections per person, each with that person's totals (a task
+    given to someone between the two queries starts a section without totals)."""
+    by_person = {(t["assignee"].pk if t["assignee"] else None): t for t in totals}
+    groups = []
+    for task in rows:
+        if not groups or groups[-1]["key"] != task.assignee_id:
+            counts = by_person.get(task.assignee_id, {"open": 0, "overdue": 0, "week": 0})
+            groups.append(
+                {
+                    "page": page,
+                    **counts,
+                    "key": task.assignee_id,
+                    "assignee": task.assignee,  # loaded with the row
+                    "tasks": [],
+                }
+            )
+        groups[-1]["tasks"].append(task)
+    return groups
 
 
 def board_filter(tasks, *, aim=None, priority=None, due=None):

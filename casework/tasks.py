@@ -294,3 +294,44 @@ def _sweep_casework() -> None:
         send(send_daily_reminders)
     if daily_due("shred_expired_cases", 2, 23):
         send(shred_expired_cases)
+
+
+# --- The access log's sequencer (casework/transparency.py) -------------------------------------
+@shared_task
+def sequence_access_log() -> None:
+    """Every few seconds: integrate the events written since into the access log's Merkle
+    tree and append a signed checkpoint. One run at a time (a second beat's run returns);
+    runs one after the other are safe anyway: the state row's lock orders them."""
+    from django.conf import settings
+
+    from casework import transparency
+    from casework.background import exclusive
+
+    with exclusive("sequence_access_log") as mine:
+        if mine:
+            transparency.sequence(every=settings.PASSAGE_CHECKPOINT_SECONDS)
+
+
+def _checkpoint_message(row):
+    """The checkpoint's size, root hash and time, and where to find it: nothing personal."""
+    from django.conf import settings
+    from django.template.loader import render_to_string
+    from django.urls import reverse
+
+    size, root, at = row.codes
+    base = settings.PASSAGE_BASE_URL.rstrip("/")
+    context = {
+        "size": size,
+        "root": root,
+        "time": at,
+        "url": f"{base}{reverse('audit_checkpoint')}?size={int(size)}",
+    }
+    return (
+        render_to_string("audit/checkpoint_email_subject.txt", context).strip(),
+        render_to_string("audit/checkpoint_email.txt", context),
+    )
+
+
+outbox.register(
+    "audit_checkpoint", render=_checkpoint_message, lifetime=datetime.timedelta(hours=20)
+)

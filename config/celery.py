@@ -49,6 +49,13 @@ app.autodiscover_tasks()
 
 app.conf.beat_schedule = {
     "heartbeat": {"task": "casework.tasks.heartbeat", "schedule": 60.0},
+    # The access log's Merkle tree and signed checkpoints (casework/transparency.py); a
+    # run not started within 30 s is dropped: the next one does its work.
+    "sequence-access-log": {
+        "task": "casework.tasks.sequence_access_log",
+        "schedule": 5.0,
+        "options": {"expires": 30},
+    },
     "sweep": {"task": "casework.tasks.sweep", "schedule": 5 * 60.0},
     # E-mails whose try is overdue (their message was lost): casework/outbox.py.
     "sweep-outbox": {"task": "casework.tasks.sweep_outbox", "schedule": 60.0},

@@ -139,11 +139,18 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES = {
     "default": dj_database_url.parse(
         env("DATABASE_URL", f"sqlite:///{VAR_DIR / 'passage.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
         conn_health_checks=True,
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+# Seconds a process keeps its database connection (0: one per request). On PostgreSQL
+# a gunicorn worker or a Celery pool process keeps one for a minute (a new connection
+# costs a request about 15%); CONN_HEALTH_CHECKS tests a kept one before a request or a
+# task uses it (a restarted server costs nothing), and Celery closes it between tasks
+# once it is older than this. SQLite keeps 0: opening a file is cheap, and `make run`'s
+# runserver starts a thread per request, whose kept connection would only hold the file.
+DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 0 if _SQLITE else 60)
+if _SQLITE:
     # WAL lets the web process and the worker read while the other writes.
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000;",
@@ -180,8 +187,9 @@ AUTH_USER_MODEL = "casework.User"
 AUTHENTICATION_BACKENDS = [
     # Axes first so a locked-out login never reaches the password check.
     "axes.backends.AxesStandaloneBackend",
-    # ModelBackend before guardian's, as guardian's documentation requires.
-    "django.contrib.auth.backends.ModelBackend",
+    # ModelBackend (ours loads the roles with the user) before guardian's, as guardian's
+    # documentation requires.
+    "casework.staff.StaffBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
 PASSWORD_HASHERS = [
@@ -319,6 +327,18 @@ PASSAGE_KEYRING = env("PASSAGE_KEYRING", str(VAR_DIR / "keyring.json") if DEV el
 # private keys stay offline, never on this server: an archive holds the keyring too.
 PASSAGE_BACKUP_RECIPIENTS = env_list("PASSAGE_BACKUP_RECIPIENTS")
 PASSAGE_BACKUP_DIR = Path(env("PASSAGE_BACKUP_DIR", VAR_DIR / "backups"))
+# The access log's signed checkpoints, appended to a file the database cannot rewrite
+# (casework/transparency.py); best on storage of its own, append-only (chattr +a) and
+# copied off the server. None in tests, which give one per test.
+PASSAGE_CHECKPOINT_DIR = (
+    None if TESTING else Path(env("PASSAGE_CHECKPOINT_DIR", VAR_DIR / "checkpoints"))
+)
+# The beat job signs a checkpoint at most this often (the tree is integrated every 5 s,
+# and on demand by verify_audit and the export): 1,440 notes a day at most. Events newer
+# than the newest checkpoint are what a cut tail could remove unseen.
+PASSAGE_CHECKPOINT_SECONDS = env_int("PASSAGE_CHECKPOINT_SECONDS", 60)
+# Auditors get the newest checkpoint's size and root hash by e-mail, once a day.
+PASSAGE_CHECKPOINT_EMAIL = env_bool("PASSAGE_CHECKPOINT_EMAIL", True)
 
 # --- Casework ---------------------------------------------------------------------------
 # Closed cases are crypto-shredded this many days after closing.

@@ -104,6 +104,15 @@ class FamilyRequest(vault.DataKeyOwner, vault.VaultModel):
 
     class Meta:
         default_permissions = ()
+        indexes = [
+            # Triage, oldest first, by key: only the open requests, however many closed
+            # ones accumulate (families/staff_views.py TRIAGE_ORDER).
+            models.Index(
+                fields=["created_at", "reference"],
+                condition=models.Q(stage__in=["new", "triage"]),
+                name="family_triage_order",
+            ),
+        ]
 
     def __str__(self):
         return self.reference

@@ -113,8 +113,11 @@ def process(family_request: FamilyRequest) -> None:
         )
         if not marked:
             return  # processed by another run meanwhile, or withdrawn: nothing to write
+        # One INSERT each, however many. The conditional update above already makes this
+        # the only run that writes; a candidate is also unique per request and case
+        # (one_candidate), so a run repeated by hand skips those it finds.
         ScreeningFlag.objects.bulk_create(flags)
-        MatchCandidate.objects.bulk_create(candidates)
+        MatchCandidate.objects.bulk_create(candidates, ignore_conflicts=True)
         audit.record(
             None,
             "family.request.processed",

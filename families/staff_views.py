@@ -10,7 +10,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Paginator
 from django.db.models import Prefetch
 from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
@@ -18,7 +17,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.debug import sensitive_post_parameters
 
-from casework import access, audit
+from casework import access, audit, lists
 from casework.models import User
 from casework.responses import post_only, report_errors
 from casework.versions import ALREADY_DONE, AlreadyDone, OnceForm
@@ -82,23 +81,37 @@ class AnswerForm(OnceForm):
         return data
 
 
+# Triage's order (oldest first), unique and not null: the keys of its pages and the
+# columns of its partial index (families/migrations/0006_list_indexes.py).
+TRIAGE_ORDER = [lists.Key("created_at"), lists.Key("reference")]
+
+
 @login_required
 def triage(request):
-    """Requests waiting for a coordinator, oldest first; no query per row."""
+    """Requests waiting for a coordinator, oldest first, 50 a page by key: no OFFSET and
+    no count (the rules join each request to its case; counting them all would read every
+    case). No query per row."""
     if not access.coordinates_teams(request.user):
         raise PermissionDenied
-    waiting = (
-        requests_for_user(request.user)
-        .filter(stage__in=OPEN_STAGES)
-        .select_related("data_key")
+    waiting = requests_for_user(request.user).filter(stage__in=OPEN_STAGES)
+    page = lists.keyset_page(
+        waiting.select_related("data_key")
+        .only("reference", "stage", "created_at", "data_key", "sought_names")
         .prefetch_related(
-            Prefetch("flags", queryset=ScreeningFlag.objects.order_by("kind")),
-            Prefetch("candidates", queryset=MatchCandidate.objects.order_by("-score")),
-        )
-        .order_by("created_at", "reference")
+            Prefetch(
+                "flags", queryset=ScreeningFlag.objects.only("request", "kind").order_by("kind")
+            ),
+            Prefetch(
+                "candidates",
+                queryset=MatchCandidate.objects.only("request", "score").order_by("-score"),
+            ),
+        ),
+        TRIAGE_ORDER,
+        settings.PASSAGE_CASES_PER_PAGE,
+        after=request.GET.get("after"),
+        before=request.GET.get("before"),
     )
-    page = Paginator(waiting, settings.PASSAGE_CASES_PER_PAGE).get_page(request.GET.get("page"))
-    rows = list(page.object_list)
+    rows = page.rows
     for fr in rows:
         fr.flag_kinds = sorted(
             {f.kind for f in fr.flags.all()},
@@ -111,7 +124,15 @@ def triage(request):
             "family.request.listed",
             detail={"requests": [str(fr.pk) for fr in rows]},
         )
-    return render(request, "families/staff/triage.html", {"page": page, "rows": rows})
+    return render(
+        request,
+        "families/staff/triage.html",
+        {
+            "page": page,
+            "rows": rows,
+            "query_string": lists.query_without_position(request),
+        },
+    )
 
 
 @login_required

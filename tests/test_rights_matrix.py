@@ -333,6 +333,7 @@ EXPECTED = {
     "audit_unusual": auditor_only(200),
     "audit_break_glass": auditor_only(200),
     "audit_export": auditor_only(200),
+    "audit_checkpoint": auditor_only(200),
 }
 
 # Cells that are security defects of the current code: {(url name, persona): reason}.

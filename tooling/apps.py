@@ -8,7 +8,9 @@ class ToolingConfig(AppConfig):
     Kept out of casework because tooling is not the product: it reaches across every app
     (demo family requests, consent, matching baselines), and the core must import nothing
     above it. It sits at the top of the dependency order (tooling -> families -> contacts ->
-    casework), nothing imports it, and it has no models, migrations or URLs.
+    casework), nothing imports it, and it has no migrations. The benchmark's plain-Django
+    baseline (tooling/plain.py) has tables of its own, made and dropped by the tools, and
+    URLs of its own (tooling/urls.py), served only under tooling/bench_settings.py.
     """
 
     name = "tooling"

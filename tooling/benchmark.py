@@ -1,53 +1,47 @@
-"""`python manage.py benchmark`: speed measured as ratios against a plain baseline in
-the same run, in a scratch database that is created and dropped around the run.
+"""`python manage.py benchmark`: speed as ratios against a plain baseline measured in the
+same run, in a scratch database created and dropped around the run.
 
-Sections register themselves in SECTIONS: `vault` (field encryption, key rotation, name
-search), `cases` (the case list and a case page against plain Django), `families` (the
-public form against plain Django, matching against a decrypt-and-scan), `queues` (my queue
-and the coordinator's board against plain Django), `contacts` (the review warnings on long
-hostile messages); later issues add theirs.
+Sections (each registers itself in SECTIONS):
+- `vault`: field encryption, key rotation against the crypto-only rate, name search
+  through the blind index against decrypting every name;
+- `growth`: every page at 1,000, 10,000 and 100,000 cases against plain Django over the
+  same data, through the same stack (tooling/bench_pages.py); `cases`, `families` and
+  `queues` run some of its pages only;
+- `accesslog`: access-log writes per second with 1 and 8 writers, against plain inserts
+  (PostgreSQL only);
+- `load`: the mixed load and 200 family submissions at once against gunicorn, Passage
+  and the plain stack in the same server (tooling/load.py; PostgreSQL only);
+- `contacts`: the review warnings on long hostile messages.
+The baseline (tooling/plain.py) is served under /plain/ by tooling/urls.py, which the run
+puts in place of the project's URL conf: one resolver, one middleware stack.
 """
 
 import contextlib
 import datetime
-import functools
-import itertools
 import json
+import os
 import random
 import re
 import secrets
 import statistics
+import tempfile
+import threading
 import time
 import uuid
-from unittest import mock
+from dataclasses import dataclass
+from pathlib import Path
 
-from django.conf import settings
 from django.core import signing
-from django.core.paginator import Paginator
-from django.db import connection, models, reset_queries
-from django.http import HttpResponse
-from django.shortcuts import get_object_or_404
-from django.template import Context, Template
-from django.test import Client, RequestFactory
-from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
+from django.db import close_old_connections, connection, reset_queries, transaction
+from django.test import Client
+from django.test.utils import CaptureQueriesContext, override_settings
 
 from casework import vault
-from casework.models import (
-    ACTIVE_STATUSES,
-    Aim,
-    CaseUserObjectPermission,
-    Priority,
-    Risk,
-    Role,
-    Stage,
-    TaskAim,
-    TaskStatus,
-    Team,
-    User,
-)
+
+from .seeding import fake_names
 
 SECTIONS = {}
+GROUPS = {}  # parts of a section, runnable by name, not run by default
 
 
 def section(name):
@@ -68,12 +62,89 @@ def timed(func, repeat=5) -> float:
     return statistics.median(samples)
 
 
+# --- Measuring a page against its baseline ----------------------------------------------------
+TRANSACTION_CONTROL = re.compile(
+    r"\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE\s+SAVEPOINT)\b", re.I
+)
+
+
+def count_statements(captured) -> tuple[int, int]:
+    """(statements, transaction control): BEGIN, COMMIT, ROLLBACK and savepoints apart."""
+    control = sum(1 for q in captured if TRANSACTION_CONTROL.match(q["sql"]))
+    return len(captured) - control, control
+
+
+@dataclass
+class Sample:
+    seconds: float  # median
+    statements: int
+    transaction_control: int
+    size: int  # bytes of the page (0: not a page)
+
+
+def compare(ours, theirs, check=None, prepare=None, *, repeat: int) -> tuple[Sample, Sample]:
+    """Passage's call and the baseline's: one warm-up call each (templates, the session's
+    last-seen time, as a running server would have them), one counted (and checked), then
+    `repeat` timed calls, alternating, so a busy machine slows both alike. With `prepare`
+    (a pair of functions), each call gets a fresh argument made before its timing starts."""
+    calls = (ours, theirs)
+    makers = prepare or (None, None)
+
+    def call(k):
+        arg = (makers[k](),) if makers[k] else ()
+        start = time.perf_counter()
+        result = calls[k](*arg)
+        return time.perf_counter() - start, result
+
+    counted = []
+    for k in (0, 1):
+        call(k)
+        # With DEBUG on every query is logged, and the log is a bounded deque: once full
+        # its length stops growing and the context would count nothing. Empty it first.
+        reset_queries()
+        with CaptureQueriesContext(connection) as queries:
+            _seconds, result = call(k)
+        status = getattr(result, "status_code", 200)
+        if status != 200:
+            raise RuntimeError(f"benchmark page answered {status}")
+        if check:
+            check(result)
+        size = len(result.content) if hasattr(result, "content") else 0
+        counted.append((*count_statements(queries.captured_queries), size))
+    times = ([], [])
+    for _ in range(repeat):
+        for k in (0, 1):
+            times[k].append(call(k)[0])
+    return tuple(Sample(statistics.median(times[k]), *counted[k]) for k in (0, 1))
+
+
+def verified_client(user) -> Client:
+    """A client logged in as `user` with a confirmed device verified in the session."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    from casework.models import VaultTOTPDevice
+
+    device, _ = VaultTOTPDevice.objects.get_or_create(
+        user=user, confirmed=True, defaults={"name": "benchmark"}
+    )
+    # 127.0.0.1: the development profile's ALLOWED_HOSTS (run() sets up no test
+    # environment, so "testserver" is not allowed).
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    return client
+
+
+# --- The report ---------------------------------------------------------------------------------
 class Report:
     def __init__(self, out):
         self.out = out
         self.rows = []
+        self.database = ""  # what the sections ran on, for the README's tables
 
-    def add(self, section, name, value, unit, baseline=None, note=""):
+    def add(self, section, name, value, unit, baseline=None, note="", **extra):
         ratio = (value / baseline) if baseline else None
         self.rows.append(
             {
@@ -82,63 +153,169 @@ class Report:
                 "value": value,
                 "unit": unit,
                 "ratio": ratio,
+                "baseline": baseline,
                 "note": note,
+                **extra,
             }
         )
         ratio_s = f"{ratio:8.2f}x" if ratio is not None else " " * 9
-        self.out.write(f"  {name:<46}{value:>14,.1f} {unit:<10}{ratio_s}  {note}")
+        self.out.write(f"  {name:<62}{value:>14,.1f} {unit:<10}{ratio_s}  {note}")
+
+    def skip(self, section, name, why):
+        self.rows.append(
+            {"section": section, "name": name, "value": None, "unit": "skipped", "ratio": None,
+             "note": why}
+        )  # fmt: skip
+        self.out.write(f"  {name:<62}{'skipped':>14}  {why}")
+
+    def pair(self, section, label, n, ours: Sample, theirs: Sample):
+        """A page at a size: its time against the baseline's, and its statements."""
+        kb = (
+            f"; page {ours.size / 1024:.1f} kB, plain {theirs.size / 1024:.1f} kB"
+            if ours.size
+            else ""
+        )
+        common = {"page": label, "cases": n}
+        self.add(
+            section,
+            f"{label} ({n:,} cases)",
+            ours.seconds * 1000,
+            "ms median",
+            theirs.seconds * 1000,
+            f"plain Django: {theirs.seconds * 1000:.1f} ms{kb}",
+            **common,
+            bytes=ours.size,
+            baseline_bytes=theirs.size,
+        )
+        self.add(
+            section,
+            f"{label} ({n:,} cases), statements",
+            ours.statements,
+            "statements",
+            theirs.statements,
+            f"plain Django: {theirs.statements}; transaction control apart: "
+            f"{ours.transaction_control}, plain {theirs.transaction_control}",
+            **common,
+            transaction_control=ours.transaction_control,
+            baseline_transaction_control=theirs.transaction_control,
+        )
+
+    def growth_table(self, labels, sizes):
+        """Every page at every size: ms median and the ratio to plain Django, statements
+        (plain's in brackets)."""
+        cell = {}
+        for row in self.rows:
+            if row.get("page") and row["unit"] in ("ms median", "statements"):
+                cell[(row["page"], row["cases"], row["unit"])] = row
+        width = 26
+        self.out.write("\n  growth: ms median (x plain Django), statements (plain), "
+                       "transaction control not counted")  # fmt: skip
+        self.out.write("  " + f"{'page':<38}" + "".join(f"{n:>{width},}" for n in sizes))
+        for label in labels:
+            line = f"  {label:<38}"
+            for n in sizes:
+                t, s = cell.get((label, n, "ms median")), cell.get((label, n, "statements"))
+                text = ""
+                if t and s:
+                    text = (f"{t['value']:.1f} ({t['ratio']:.1f}x) {s['value']:.0f} "
+                            f"({s['value'] / s['ratio'] if s['ratio'] else 0:.0f})")  # fmt: skip
+                line += f"{text:>{width}}"
+            self.out.write(line)
 
     def json(self):
-        return json.dumps(self.rows, indent=2)
+        return json.dumps(self.rows, indent=2, default=str)
+
+    def markdown(self) -> str:
+        """The README's tables, from this run: the growth table (each cell Passage's
+        median, plain Django's, the ratio, then statements, plain's in brackets), and
+        every other measure, under the date and the machine they were measured on."""
+        import platform
+
+        lines = [
+            f"Measured on {datetime.date.today():%Y-%m-%d} with `manage.py benchmark` "
+            f"({', '.join(dict.fromkeys(r['section'] for r in self.rows))}): "
+            f"{os.cpu_count()} cores, Python {platform.python_version()}, {self.database}.",
+            "",
+        ]
+        growth = [r for r in self.rows if r.get("page") and r["unit"] == "ms median"]
+        if growth:
+            sizes = sorted({r["cases"] for r in growth})
+            counts = {(r["page"], r["cases"]): r for r in self.rows if r["unit"] == "statements"}
+            lines += [
+                "| page | " + " | ".join(f"{n:,} cases" for n in sizes) + " |",
+                "|---|" + "---|" * len(sizes),
+            ]
+            for label in dict.fromkeys(r["page"] for r in growth):
+                cells = []
+                for n in sizes:
+                    t = next((r for r in growth if r["page"] == label and r["cases"] == n), None)
+                    c = counts.get((label, n))
+                    cells.append(
+                        f"{t['value']:.1f} ms vs {t['baseline']:.1f} ms = **{t['ratio']:.1f}×**; "
+                        f"{c['value']:.0f} statements ({c['baseline']:.0f})"
+                        if t and c
+                        else ""
+                    )
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            lines.append("")
+        rest = [r for r in self.rows if not r.get("page") and r["unit"] != "skipped"]
+        if rest:
+            lines += [
+                "| section | measure | value | baseline | ratio | note |",
+                "|---|---|---|---|---|---|",
+            ]
+            for r in rest:
+                base = f"{r['baseline']:,.1f}" if r["baseline"] is not None else ""
+                ratio = f"{r['ratio']:.2f}×" if r["ratio"] is not None else ""
+                lines.append(
+                    f"| {r['section']} | {r['name']} | {r['value']:,.1f} {r['unit']} | {base} "
+                    f"| {ratio} | {r['note']} |"
+                )
+        for r in self.rows:
+            if r["unit"] == "skipped":
+                lines.append(f"\n{r['name']}: skipped ({r['note']}).")
+        return "\n".join(lines) + "\n"
 
 
-# --- Names for realistic data ----------------------------------------------------------------
-FIRST = [
-    "محمد",
-    "علی",
-    "فاطمه",
-    "زهرا",
-    "رضا",
-    "مریم",
-    "حسین",
-    "سارا",
-    "Maryam",
-    "Reza",
-    "Anna",
-    "José",
-    "Lukas",
-    "Amira",
-    "Yusuf",
-    "Elif",
-    "Daniel",
-    "Sofia",
-    "Omid",
-    "Leyla",
-]
-LAST = [
-    "کریمی",
-    "حسینی",
-    "احمدی",
-    "رضایی",
-    "موسوی",
-    "Karimi",
-    "Hosseini",
-    "García",
-    "Berg",
-    "Novak",
-    "Haddad",
-    "Yilmaz",
-    "Schmidt",
-    "Rossi",
-    "Tehrani",
-    "Nazari",
-    "Sadeghi",
-]
+# --- The public form's data and a family's request -------------------------------------------
+def contact_form_data() -> dict:
+    """A valid submission, started a minute ago (so neither the timing check nor the
+    honeypot drops it)."""
+    from families.forms import SIGNER_SALT
+
+    return {
+        "requester_name": "Parvin Rahimi",
+        "relationship": "mother",
+        "requester_country": "Iran",
+        "requester_email": "parvin.demo@example.org",
+        "requester_phone": "+44 7700 900311",
+        "sought_names": "سارا رحیمی\nSara Rahimi",
+        "sought_birth_year": "1990",
+        "last_place": "Shiraz",
+        "last_year": "2012",
+        "other_details": "",
+        "message": "We love you and think of you every day. " * 5,
+        "consent_processing": "on",
+        "consent_nothing_shared": "on",
+        "consent_retention": "on",
+        "website": "",
+        "started": signing.dumps(time.time() - 60, salt=SIGNER_SALT),
+    }
 
 
-def fake_names(n, seed=1):
-    rng = random.Random(seed)
-    return [f"{rng.choice(FIRST)} {rng.choice(LAST)} {rng.randrange(10**6):06d}" for _ in range(n)]
+# The requester of the timed matching: the same family each time (a family writing again
+# is no hunting pattern, so screening flags nothing).
+REQUEST = {
+    "requester_name": "Parvin Rahimi",
+    "relationship": "mother",
+    "requester_country": "Iran",
+    "requester_email": "",
+    "requester_phone": "+44 7700 900311",
+    "last_place": "",
+    "last_year": None,
+    "other_details": "",
+    "message": "We love you and think of you every day.",
+}
 
 
 # --- vault ---------------------------------------------------------------------------------------
@@ -156,9 +333,9 @@ class BenchName(vault.DataKeyOwner, vault.VaultModel):
 
 
 @section("vault")
-def vault_section(report, *, names=100_000, quick=False):
+def vault_section(report, *, names=100_000, quick=False, **_options):
     _field_throughput(report, n=2_000 if quick else 20_000)
-    _rewrap_rate(report, n=500 if quick else 5_000)
+    _rotation(report, n=2_000 if quick else 100_000)
     _index_against_scan(report, n=min(names, 5_000) if quick else names)
 
 
@@ -192,37 +369,100 @@ def _measure_field(report, label, field, value, dek, n):
         )
 
 
-def _rewrap_rate(report, n):
+def _rotation(report, n):
+    """`n` data keys under the active KEK; a new KEK becomes the active one (as `keyring
+    add` leaves it) and rotate() re-wraps them all, with its default batch size; against
+    the same unwrap and wrap of each key in a loop, without the database."""
     from casework.models import DataKey
 
-    DataKey.objects.bulk_create(
-        DataKey(purpose="benchmark-rewrap", owner_id=owner, kek_id=kek, wrapped=wrapped)
-        for owner in (uuid.uuid4() for _ in range(n))
-        for kek, wrapped in [
-            vault.wrap_dek(secrets.token_bytes(32), purpose="benchmark-rewrap", owner_id=owner)
-        ]
+    purpose = "benchmark-rewrap"
+    for start in range(0, n, 5_000):
+        owners = [uuid.uuid4() for _ in range(min(5_000, n - start))]
+        DataKey.objects.bulk_create(
+            DataKey(purpose=purpose, owner_id=owner, kek_id=kek, wrapped=wrapped)
+            for owner in owners
+            for kek, wrapped in [
+                vault.wrap_dek(secrets.token_bytes(32), purpose=purpose, owner_id=owner)
+            ]
+        )
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE casework_datakey")  # as autovacuum would have
+    rows = list(
+        DataKey.objects.filter(purpose=purpose).values_list(
+            "purpose", "owner_id", "kek_id", "wrapped"
+        )
     )
     ring = vault.keyring()
-    vault._keyring_cache = vault.Keyring(
-        keks={"kek-benchmark": secrets.token_bytes(32), **ring.keks},
+    new = vault.Keyring(
+        keks={f"kek-benchmark-{secrets.token_hex(3)}": secrets.token_bytes(32), **ring.keks},
         index_key=ring.index_key,
         audit_key=ring.audit_key,
     )
-    try:
-        start = time.perf_counter()
-        done = vault.rotate(batch_size=500)
-        elapsed = time.perf_counter() - start
-    finally:
-        vault.reset_keyring()
-        vault._keyring_cache = ring
+    with keyring_source(new):
+        vault.reset_keyring()  # the new ring is read, and becomes the database's
+        try:
+            crypto, done, rate, second = _rotate_and_time(rows)
+        finally:
+            with connection.cursor() as cursor:  # no ORM cascade: scratch tables may be gone
+                cursor.execute("DELETE FROM casework_datakey WHERE purpose = %s", [purpose])
+            vault.reset_keyring()
+    vault.keyring()  # the process's own ring is the database's again
+    report.add(
+        "vault",
+        "DEK unwrap + wrap, crypto only",
+        crypto,
+        "keys/s",
+        None,
+        f"{len(rows):,} keys, no database",
+    )
     report.add(
         "vault",
         "DEK re-wraps (rotate_keys)",
-        done / elapsed,
+        rate,
         "keys/s",
-        None,
-        f"{done} keys, batches of 500",
+        crypto,
+        f"{done:,} keys on {connection.vendor}; ratio: share of the crypto-only rate; "
+        f"a second run: {second * 1000:.0f} ms, 0 keys",
     )
+
+
+@contextlib.contextmanager
+def keyring_source(ring):
+    """`ring` where this process reads its keyring, as `keyring add` leaves it (each use
+    of a key looks at its source, as in production): PASSAGE_KEYRING_JSON if that is
+    where it comes from, else a key file of its own."""
+    inline = os.environ.get("PASSAGE_KEYRING_JSON")
+    if inline:
+        os.environ["PASSAGE_KEYRING_JSON"] = ring.to_json()
+        try:
+            yield
+        finally:
+            os.environ["PASSAGE_KEYRING_JSON"] = inline
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "keyring.json"
+        vault.write_keyring(ring, path)
+        with override_settings(PASSAGE_KEYRING=str(path)):
+            yield
+
+
+def _rotate_and_time(rows) -> tuple[float, int, float, float]:
+    """(crypto-only keys/s, keys rotated, their keys/s, seconds of a second run)."""
+    start = time.perf_counter()
+    for purpose, owner, kek, wrapped in rows:
+        dek = vault.unwrap_dek(wrapped, purpose=purpose, owner_id=owner, kek_id=kek)
+        vault.wrap_dek(dek, purpose=purpose, owner_id=owner)
+    crypto = len(rows) / (time.perf_counter() - start)
+    start = time.perf_counter()
+    done = vault.rotate()
+    rate = done / (time.perf_counter() - start)
+    start = time.perf_counter()
+    again = vault.rotate()
+    second = time.perf_counter() - start
+    if done != len(rows) or again:
+        raise RuntimeError(f"rotation re-wrapped {done} of {len(rows)} keys, then {again}")
+    return crypto, done, rate, second
 
 
 def _index_against_scan(report, n):
@@ -289,874 +529,87 @@ def _index_against_scan(report, n):
         editor.delete_model(BenchName)
 
 
-# --- cases ---------------------------------------------------------------------------------------
-class PlainCase(models.Model):
-    """The same case in plain columns, nothing encrypted: the baseline (scratch table)."""
+# --- accesslog --------------------------------------------------------------------------------
+@section("accesslog")
+def accesslog_section(report, *, quick=False, **_options):
+    """Access-log writes per second: 1 and 8 threads, each with a connection of its own,
+    each write an audit.record() in a transaction of its own (as a page writes its event),
+    against plain autocommit inserts of rows of the same shape. PostgreSQL only: SQLite
+    lets one writer in at a time, whatever the code does."""
+    from casework import audit
+    from casework.models import AccessEvent, Role, User
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    reference = models.CharField(max_length=20, unique=True)
-    team = models.ForeignKey("casework.Team", on_delete=models.PROTECT, related_name="+")
-    stage = models.CharField(max_length=20, choices=Stage.choices, default=Stage.INTAKE)
-    aims = models.JSONField(default=list)
-    risk = models.CharField(max_length=10, choices=Risk.choices, default=Risk.MEDIUM)
-    sealed = models.BooleanField(default=False)
-    opened_on = models.DateField()
-    closed_on = models.DateField(null=True)
-    legal_name = models.CharField(max_length=200)
-    other_names = models.TextField(blank=True)
-    birth_date = models.DateField(null=True)
-    birth_year = models.IntegerField(null=True)
-    gender = models.CharField(max_length=60, blank=True)
-    nationalities = models.CharField(max_length=200, blank=True)
-    languages = models.CharField(max_length=200, blank=True)
-    left_on = models.DateField(null=True)
-    circumstances = models.TextField(blank=True)
-    needs = models.TextField(blank=True)
-    safety_notes = models.TextField(blank=True)
+    from . import plain
 
-    class Meta:
-        app_label = "casework"
-        managed = False
-        db_table = "benchmark_plain_case"
-
-    def __str__(self):
-        return self.reference
-
-
-PLAIN_LIST = """<table>{% for case in page.object_list %}<tr>
-<td><a href="/plain/{{ case.pk }}/">{{ case.reference }}</a>{% if case.sealed %} sealed{% endif %}</td>
-<td><bdi>{{ case.legal_name }}</bdi></td><td>{{ case.get_stage_display }}</td>
-<td>{{ case.get_risk_display }}</td><td>{{ case.team.name }}</td>
-<td>{{ case.opened_on|date:"Y-m-d" }}</td></tr>{% endfor %}</table>
-{% if page.has_next %}<a href="?page={{ page.next_page_number }}">next</a>{% endif %}"""
-
-PLAIN_DETAIL = """<h1>{{ case.reference }} <bdi>{{ case.legal_name }}</bdi></h1>
-<p>{{ case.get_stage_display }} {{ case.get_risk_display }} {{ case.team.name }}
-{{ case.opened_on|date:"Y-m-d" }} {{ case.closed_on|date:"Y-m-d" }} {{ case.aims|join:", " }}</p>
-<dl><dt>Other names</dt><dd>{{ case.other_names|linebreaksbr }}</dd>
-<dt>Born</dt><dd>{{ case.birth_date|date:"Y-m-d" }} {{ case.birth_year|default:"" }}</dd>
-<dt>Gender</dt><dd>{{ case.gender }}</dd><dt>Nationalities</dt><dd>{{ case.nationalities }}</dd>
-<dt>Languages</dt><dd>{{ case.languages }}</dd><dt>Left</dt><dd>{{ case.left_on|date:"Y-m-d" }}</dd>
-<dt>Circumstances</dt><dd>{{ case.circumstances }}</dd><dt>Needs</dt><dd>{{ case.needs }}</dd>
-<dt>Safety notes</dt><dd>{{ case.safety_notes }}</dd></dl>"""
-
-
-@functools.cache
-def _template(source: str) -> Template:
-    # Compiled once, as Django's cached template loader would.
-    return Template(source)
-
-
-def plain_case_list(request, ids):
-    """What a case list costs in plain Django: one filter, one page, one template."""
-    cases = (
-        PlainCase.objects.filter(pk__in=ids)
-        .select_related("team")
-        .order_by("-opened_on", "reference")
-    )
-    page = Paginator(cases, settings.PASSAGE_CASES_PER_PAGE).get_page(request.GET.get("page"))
-    return HttpResponse(_template(PLAIN_LIST).render(Context({"page": page})))
-
-
-def plain_case_detail(request, pk):
-    case = get_object_or_404(PlainCase.objects.select_related("team"), pk=pk)
-    return HttpResponse(_template(PLAIN_DETAIL).render(Context({"case": case})))
-
-
-NEEDS = [
-    "Safe housing and counselling.",
-    "A new passport; help with the bank and the tax office.",
-    "School places for the children, a flat, work.",
-    "Contact with family members still inside.",
-]
-CIRCUMSTANCES = [
-    "Left the community house at night with one bag after eleven years in the group.",
-    "Born into the group; left with help from a school friend.",
-    "Worked unpaid for the group's businesses for fifteen years.",
-    "Left after the group told her to divorce her husband.",
-]
-
-
-def fake_cases(n, seed=3) -> list[dict]:
-    """`n` cases as plain values, shared by the encrypted rows and the baseline."""
-    rng = random.Random(seed)
-    first_day = datetime.date(2020, 1, 1)
-    out = []
-    for i, name in enumerate(fake_names(n, seed)):
-        opened = first_day + datetime.timedelta(days=rng.randrange(2_500))
-        stage = rng.choice(Stage.values)
-        out.append(
-            {
-                "id": uuid.UUID(int=rng.getrandbits(128), version=4),
-                "reference": f"P-{opened.year}-{i + 1:06d}",
-                "stage": stage,
-                "risk": rng.choice(Risk.values),
-                "aims": rng.sample(Aim.values, rng.randint(1, 2)),
-                "opened_on": opened,
-                "closed_on": opened + datetime.timedelta(days=300)
-                if stage == Stage.CLOSED
-                else None,
-                "legal_name": name,
-                "other_names": [f"{rng.choice(FIRST)} {rng.choice(LAST)}", "برادر نور"],
-                "birth_date": None,
-                "birth_year": rng.randint(1950, 2006),
-                "gender": rng.choice(["female", "male", ""]),
-                "nationalities": rng.choice(["Iranian", "Swedish", "German", "Spanish, Turkish"]),
-                "languages": rng.choice(["Persian, English", "Swedish", "German, Turkish"]),
-                "left_on": opened - datetime.timedelta(days=rng.randrange(90)),
-                "circumstances": rng.choice(CIRCUMSTANCES),
-                "needs": rng.choice(NEEDS),
-                "safety_notes": "",
-            }
+    if connection.vendor != "postgresql":
+        report.skip(
+            "accesslog",
+            "access-log writes, 1 and 8 writers",
+            "SQLite writes one transaction at a time: run on PostgreSQL (DATABASE_URL)",
         )
-    return out
+        return
+    seconds = 1.0 if quick else 10.0
+    actor = User.objects.create_user(username="benchmark-accesslog")
+    actor.groups.add(Role.group(Role.CASEWORKER))
 
+    def ours(i):
+        with transaction.atomic():
+            audit.record(actor, "benchmark.write", detail={"n": i})
 
-@section("cases")
-def cases_section(report, *, quick=False, **_options):
-    """1. Load the cases: encrypted, each under its own data key, and the plain baseline.
-    2. A caseworker is granted `visible` of them (no coordinator role: grants only).
-    3. Median time and queries of the case list and a case detail through the whole
-       stack (middleware, second factor, access check, decryption, access log), against
-       plain function views over the plain table called through RequestFactory.
-    """
-    # 100,000 load and measure in under a minute (SQLite in memory); --quick: seconds.
-    n, visible, repeat = (2_000, 200, 5) if quick else (100_000, 200, 21)
-    team = Team.objects.create(name="Benchmark team")
-    cases = fake_cases(n)
-    encrypted = _load_encrypted_cases(cases, team)
-    plain = _load_plain_cases(cases, team)
-    report.add(
-        "cases",
-        f"load {n:,} encrypted cases",
-        n / encrypted,
-        "rows/s",
-        None,
-        f"plain rows: {n / plain:,.0f} rows/s (no blind index)",
-    )
+    def theirs(i):
+        plain.PlainEvent.objects.create(
+            at=datetime.datetime.now(datetime.UTC),
+            actor=actor,
+            action="benchmark.write",
+            detail={"n": i},
+        )
 
-    ids = [c["id"] for c in random.Random(4).sample(cases, visible)]
-    client = _caseworker_client(team, ids)
-    factory = RequestFactory(HTTP_HOST="127.0.0.1")
-    # The first row of the list: the page a caseworker would open next.
-    granted = set(ids)
-    first = min(
-        (c for c in cases if c["id"] in granted),
-        key=lambda c: (-c["opened_on"].toordinal(), c["reference"]),
-    )["id"]
-    pages = {
-        f"case list, page 1 of {visible} visible": (
-            lambda: client.get("/cases/"),
-            lambda: plain_case_list(factory.get("/plain/"), ids),
-        ),
-        "case detail": (
-            lambda: client.get(f"/cases/{first}/"),
-            lambda: plain_case_detail(factory.get(f"/plain/{first}/"), first),
-        ),
-    }
-    for label, (passage, baseline) in pages.items():
-        ours, our_queries = _measure(passage, repeat)
-        theirs, their_queries = _measure(baseline, repeat)
+    for writers in (1, 8):
+        before = AccessEvent.objects.count()
+        wrote = _writers(ours, writers, seconds)
+        if AccessEvent.objects.count() - before != wrote:
+            raise RuntimeError("access-log writers: a write left no row")
+        plain_wrote = _writers(theirs, writers, seconds)
         report.add(
-            "cases",
-            f"{label} ({n:,} cases)",
-            ours * 1000,
-            "ms median",
-            theirs * 1000,
-            f"plain Django: {theirs * 1000:.1f} ms",
+            "accesslog",
+            f"access-log writes, {writers} writer{'s' if writers > 1 else ''}",
+            wrote / seconds,
+            "writes/s",
+            plain_wrote / seconds,
+            f"plain autocommit inserts: {plain_wrote / seconds:,.0f}/s; ratio: share of "
+            f"their rate; {seconds:.0f} s each",
+            writers=writers,
         )
-        report.add(
-            "cases",
-            f"{label}, queries",
-            our_queries,
-            "queries",
-            their_queries,
-            f"plain Django: {their_queries}",
-        )
-    with connection.schema_editor() as editor:
-        editor.delete_model(PlainCase)
 
 
-def _load_encrypted_cases(cases, team, *, indexed=False, keep=None) -> float:
-    """Bulk insert as `_index_against_scan` does; pre_save encrypts each field.
-    bulk_create skips save(), so the reference is set here, and the blind-index entries
-    ("case.names") are written only if `indexed`: the case pages do not read them.
-    The saved rows, each with its data key attached, are appended to `keep` if given."""
-    from casework.models import BlindIndexEntry, Case, DataKey
-
-    index = Case.blind_indexes[0]
-    key = index.key()
-    start = time.perf_counter()
-    for chunk in range(0, len(cases), 5_000):
-        keys, rows, entries = [], [], []
-        for values in cases[chunk : chunk + 5_000]:
-            row = Case(team=team, **values)
-            row.data_key = DataKey(id=uuid.uuid4(), purpose="case", owner_id=row.pk)
-            row.data_key.kek_id, row.data_key.wrapped = vault.wrap_dek(
-                secrets.token_bytes(vault.KEY_BYTES), purpose="case", owner_id=row.pk
-            )
-            keys.append(row.data_key)
-            rows.append(row)
-        DataKey.objects.bulk_create(keys)
-        Case.objects.bulk_create(rows)
-        if keep is not None:
-            keep.extend(rows)
-        if indexed:
-            for row in rows:
-                entries.extend(
-                    BlindIndexEntry(
-                        index=index.name, kind=k, value=v, row_id=row.pk, data_key=row.data_key
-                    )
-                    for k, v in index.entries(row, key)
-                )
-            BlindIndexEntry.objects.bulk_create(entries, batch_size=5_000)
-    return time.perf_counter() - start
-
-
-def _load_plain_cases(cases, team) -> float:
-    with connection.schema_editor() as editor:
-        editor.create_model(PlainCase)
-    start = time.perf_counter()
-    for chunk in range(0, len(cases), 5_000):
-        PlainCase.objects.bulk_create(
-            PlainCase(team=team, **{**values, "other_names": "\n".join(values["other_names"])})
-            for values in cases[chunk : chunk + 5_000]
-        )
-    return time.perf_counter() - start
-
-
-def _caseworker_client(team, ids) -> Client:
-    """A caseworker with `ids` granted (view and work), logged in with both factors."""
-    user = User.objects.create_user(username="benchmark-caseworker")
-    user.groups.add(Role.group(Role.CASEWORKER))
-    team.members.add(user)
-    _grant_work({user: ids})
-    return _verified_client(user)
-
-
-def _grant_work(grants: dict) -> None:
-    """ "view_case" and "change_case" on each user's case ids, in one bulk insert."""
-    from django.contrib.auth.models import Permission
-
-    perms = Permission.objects.filter(
-        content_type__app_label="casework", codename__in=["view_case", "change_case"]
-    )
-    CaseUserObjectPermission.objects.bulk_create(
-        (
-            CaseUserObjectPermission(user=user, permission=perm, content_object_id=pk)
-            for user, ids in grants.items()
-            for pk in ids
-            for perm in perms
-        ),
-        batch_size=5_000,
-    )
-
-
-def _verified_client(user) -> Client:
-    """A client logged in as `user` with a confirmed TOTP device verified in the session."""
-    from django_otp import DEVICE_ID_SESSION_KEY
-
-    from casework.models import VaultTOTPDevice
-
-    device = VaultTOTPDevice.objects.create(user=user, name="benchmark", confirmed=True)
-    # 127.0.0.1: the development profile's ALLOWED_HOSTS (run() sets up no test
-    # environment, so "testserver" is not allowed).
-    client = Client(HTTP_HOST="127.0.0.1")
-    client.force_login(user)
-    session = client.session
-    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
-    session.save()
-    return client
-
-
-def _measure(get, repeat) -> tuple[float, int]:
-    """(median seconds, queries) of one page; one warm-up call first (templates,
-    content types, the session's last-seen time), as a running server would have."""
-    get()
-    # With DEBUG on every query is logged, and the log is a bounded deque: once full its
-    # length stops growing and the context would count nothing. Empty it first.
-    reset_queries()
-    with CaptureQueriesContext(connection) as queries:
-        response = get()
-    if response.status_code != 200:
-        raise RuntimeError(f"benchmark page answered {response.status_code}")
-    return timed(get, repeat), len(queries.captured_queries)
-
-
-# --- families -----------------------------------------------------------------------------------
-class PlainFamilyRequest(models.Model):
-    """A family request in plain columns, nothing encrypted: the form's baseline (scratch table)."""
-
-    reference = models.CharField(max_length=14, unique=True)
-    requester_name = models.CharField(max_length=200)
-    relationship = models.CharField(max_length=100)
-    requester_country = models.CharField(max_length=100)
-    requester_email = models.CharField(max_length=254, blank=True)
-    requester_phone = models.CharField(max_length=60, blank=True)
-    sought_names = models.JSONField(default=list)
-    sought_birth_year = models.IntegerField(null=True)
-    last_place = models.CharField(max_length=200, blank=True)
-    last_year = models.IntegerField(null=True)
-    other_details = models.TextField(blank=True)
-    message = models.TextField()
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        app_label = "casework"
-        managed = False
-        db_table = "benchmark_plain_family_request"
-
-    def __str__(self):
-        return self.reference
-
-
-PLAIN_THANKS = """<h1>Thank you. Your request was received.</h1>
-<dl><dt>Reference</dt><dd><code>{{ reference }}</code></dd>
-<dt>Secret</dt><dd><code>{{ secret }}</code></dd></dl>"""
-
-
-def plain_contact_form(request):
-    """What the public form costs in plain Django: validate, save one row, thank."""
-    from families.forms import ContactRequestForm
-    from families.models import new_reference, new_secret
-
-    form = ContactRequestForm(request.POST)
-    if not form.is_valid():
-        return HttpResponse(status=400)
-    saved = PlainFamilyRequest.objects.create(reference=new_reference(), **form.request_data())
-    context = Context({"reference": saved.reference, "secret": new_secret()})
-    return HttpResponse(_template(PLAIN_THANKS).render(context))
-
-
-def contact_form_data() -> dict:
-    """A valid submission, started a minute ago (so neither the timing check nor the
-    honeypot drops it)."""
-    from families.forms import SIGNER_SALT
-
-    return {
-        "requester_name": "Parvin Rahimi",
-        "relationship": "mother",
-        "requester_country": "Iran",
-        "requester_email": "parvin.demo@example.org",
-        "requester_phone": "+44 7700 900311",
-        "sought_names": "سارا رحیمی\nSara Rahimi",
-        "sought_birth_year": "1990",
-        "last_place": "Shiraz",
-        "last_year": "2012",
-        "other_details": "",
-        "message": "We love you and think of you every day. " * 5,
-        "consent_processing": "on",
-        "consent_nothing_shared": "on",
-        "consent_retention": "on",
-        "website": "",
-        "started": signing.dumps(time.time() - 60, salt=SIGNER_SALT),
-    }
-
-
-@contextlib.contextmanager
-def queued_not_run():
-    """Screening and matching are queued after the commit and run in the worker. Here
-    they are only counted, so the form is measured alone (matching is timed apart)."""
-    from celery import current_app
-
-    from families import tasks
-
-    queued = []
-
-    def apply_async(args=None, kwargs=None, **options):
-        queued.append(args[0])
-
-    # The registered task itself, however the services send it (after the commit).
-    task = current_app.tasks[tasks.process_request.name]
-    with mock.patch.object(task, "apply_async", apply_async):
-        yield queued
-
-
-@section("families")
-def families_section(report, *, quick=False, **_options):
-    """1. The public form: a valid POST through the whole stack (a fresh client and
-       address each time, as rate limits are per address) against a plain view that
-       validates the same form and saves one unencrypted row.
-    2. Matching: `n` encrypted cases with their name index, 10% with tracing consent;
-       process() for three requests against one decrypt-and-scan of every case.
-    """
-    # About two minutes in all, on SQLite (in memory) as on PostgreSQL: loading 100,000
-    # cases with their index takes most of it, the matching and the scan seconds.
-    # --quick: seconds in all.
-    n, repeat = (2_000, 3) if quick else (100_000, 5)
-    _contact_form(report, repeat=5 if quick else 21)
-    _matching(report, n=n, repeat=repeat)
-
-
-def _contact_form(report, repeat):
-    from families.models import FamilyRequest
-
-    data = contact_form_data()
-    addresses = (f"10.{i // 65_536 % 256}.{i // 256 % 256}.{i % 256}" for i in itertools.count(1))
-    factory = RequestFactory(HTTP_HOST="127.0.0.1")
-    with connection.schema_editor() as editor:
-        editor.create_model(PlainFamilyRequest)
-    before = FamilyRequest.objects.count()
-    with queued_not_run() as queued:
-        ours, our_queries = _measure(
-            lambda: Client(HTTP_HOST="127.0.0.1", REMOTE_ADDR=next(addresses)).post(
-                "/contact/", data
-            ),
-            repeat,
-        )
-    theirs, their_queries = _measure(
-        lambda: plain_contact_form(factory.post("/contact/", data)), repeat
-    )
-    # Every answer looks alike, kept or dropped: count the rows to be sure each was kept.
-    saved = FamilyRequest.objects.count() - before
-    if saved != repeat + 2 or len(queued) != saved:
-        raise RuntimeError(f"{repeat + 2} form posts kept {saved} requests, queued {len(queued)}")
-    with connection.schema_editor() as editor:
-        editor.delete_model(PlainFamilyRequest)
-    report.add(
-        "families",
-        "contact form, valid POST",
-        ours * 1000,
-        "ms median",
-        theirs * 1000,
-        f"plain Django: {theirs * 1000:.1f} ms; matching queued, not run",
-    )
-    report.add(
-        "families",
-        "contact form, valid POST, queries",
-        our_queries,
-        "queries",
-        their_queries,
-        f"plain Django: {their_queries}",
-    )
-
-
-# The requester of the timed requests: the same family each time (a family writing
-# again is no hunting pattern, so screening flags nothing).
-_REQUEST = {
-    "requester_name": "Parvin Rahimi",
-    "relationship": "mother",
-    "requester_country": "Iran",
-    "requester_email": "",
-    "requester_phone": "+44 7700 900311",
-    "last_place": "",
-    "last_year": None,
-    "other_details": "",
-    "message": "We love you and think of you every day.",
-}
-
-
-def _matching(report, n, repeat):
-    """1. `n` cases as in the `cases` section, with their name index; every tenth gets a
-       tracing grant, written straight into the (append-only) ledger.
-    2. For each request: submit it (not timed), time process(), count what it did.
-    3. The baseline: decrypt every case and compare normalised names, once.
-    """
-    from casework.models import Case
-    from contacts.models import ConsentEvent, Purpose
-    from families import matching, services
-    from families.models import MatchCandidate
-
-    team = Team.objects.create(name="Benchmark families team")
-    # Own references: the `cases` section's rows may be in the same database.
-    cases = [{**c, "reference": f"F-{i + 1:07d}"} for i, c in enumerate(fake_cases(n, seed=5))]
-    load = _load_encrypted_cases(cases, team, indexed=True)
-    consenting = cases[::10]
-    ConsentEvent.objects.bulk_create(
-        (
-            ConsentEvent(
-                case_id=c["id"],
-                purpose=Purpose.TRACING,
-                decision=ConsentEvent.Decision.GRANTED,
-                method=ConsentEvent.Method.IN_PERSON,
-                notice_sha256="bench",
-            )
-            for c in consenting
-        ),
-        batch_size=5_000,
-    )
-    report.add(
-        "families",
-        f"load {n:,} encrypted cases with name index",
-        n / load,
-        "rows/s",
-        None,
-        f"{len(consenting):,} with tracing consent",
-    )
-
-    wanted = random.Random(6).choice(consenting)
-    probes = {
-        "name of a consenting case": ([wanted["legal_name"]], wanted["birth_year"]),
-        # A tenth of the cases carry the first name (in the legal name or an alias).
-        "very common first name": ([f"{FIRST[0]} فراهانی"], 1980),
-        "name that matches nothing": (["Zbigniew Quartermaine"], 1980),
-    }
-    scan_name = vault.normalise(wanted["legal_name"])
-
-    def scan():
-        return [
-            c.pk
-            for c in Case.objects.filter(team=team)
-            .select_related("data_key")
-            .iterator(chunk_size=2_000)
-            if any(vault.normalise(x) == scan_name for x in [c.legal_name, *c.other_names])
-        ]
-
-    start = time.perf_counter()
-    scanned = scan()
-    scan_time = time.perf_counter() - start
-    if scanned != [wanted["id"]]:
-        raise RuntimeError("the decrypt-and-scan baseline did not find the one case named")
-
-    results = {}
-    with queued_not_run():
-        for label, (names, born) in probes.items():
-            samples, queries = [], None
-            for _ in range(repeat):
-                request, _secret = services.request_submit(
-                    data={**_REQUEST, "sought_names": names, "sought_birth_year": born},
-                    language="en",
-                    notice_sha256="bench",
-                )
-                reset_queries()
-                with CaptureQueriesContext(connection) as captured:
-                    start = time.perf_counter()
-                    services.process(request)
-                    samples.append(time.perf_counter() - start)
-                queries = len(captured.captured_queries)
-            decrypted = len(matching.candidate_cases(request))
-            found = MatchCandidate.objects.filter(request=request)
-            results[label] = (statistics.median(samples), queries, decrypted, found)
-    if not results["name of a consenting case"][3].filter(case_id=wanted["id"]).exists():
-        raise RuntimeError("matching missed the consenting case it was given")
-    for label, (seconds, queries, decrypted, found) in results.items():
-        report.add(
-            "families",
-            f"match: {label} ({n:,} cases)",
-            seconds * 1000,
-            "ms median",
-            scan_time * 1000,
-            f"decrypted {decrypted:,} consenting cases; candidates: {found.count():,}; "
-            f"queries: {queries}",
-        )
-    report.add(
-        "families",
-        f"match baseline: decrypt-and-scan ({n:,} cases)",
-        scan_time * 1000,
-        "ms",
-        None,
-        "one run, normalised names compared; ratio above: process() / scan",
-    )
-
-
-# --- queues --------------------------------------------------------------------------------------
-class PlainTask(models.Model):
-    """The same task in plain columns, nothing encrypted: the queues' baseline (scratch
-    table, on the plain cases, with the task table's indexes)."""
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    case = models.ForeignKey(PlainCase, on_delete=models.CASCADE, related_name="+")
-    team = models.ForeignKey("casework.Team", on_delete=models.PROTECT, related_name="+")
-    title = models.CharField(max_length=200)
-    details = models.TextField(blank=True)
-    aim = models.CharField(max_length=20, choices=TaskAim.choices, default=TaskAim.SUPPORT)
-    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
-    due_on = models.DateField(null=True)
-    status = models.CharField(max_length=20, choices=TaskStatus.choices, default=TaskStatus.OPEN)
-    assignee = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField()
-    completed_at = models.DateTimeField(null=True)
-
-    class Meta:
-        app_label = "casework"
-        managed = False
-        db_table = "benchmark_plain_task"
-        indexes = [
-            models.Index(fields=["assignee", "status", "due_on"], name="bench_plain_task_queue"),
-            models.Index(fields=["team", "status"], name="bench_plain_task_team"),
-        ]
-
-    def __str__(self):
-        return self.title
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
-
-    @property
-    def is_overdue(self) -> bool:
-        return self.is_active and self.due_on is not None and self.due_on < timezone.localdate()
-
-
-PLAIN_QUEUE = """<p>{{ page.paginator.count }} open tasks.</p>
-<table>{% for task in tasks %}<tr id="task-{{ task.pk }}"{% if task.is_overdue %} class="overdue"{% endif %}>
-<td>{% if task.priority == 0 %}<b>{{ task.get_priority_display }}</b>{% else %}{{ task.get_priority_display }}{% endif %}</td>
-<td><a href="/plain/tasks/{{ task.pk }}/"><bdi>{{ task.title }}</bdi></a><div>{{ task.get_aim_display }}</div></td>
-<td><a href="/plain/{{ task.case_id }}/">{{ task.case.reference }}</a></td>
-<td>{% if task.due_on %}{{ task.due_on|date:"Y-m-d" }}{% if task.is_overdue %} overdue{% elif task.due_on == today %} today{% endif %}{% else %}-{% endif %}</td>
-<td><form method="post" action="/plain/tasks/{{ task.pk }}/status/"><select name="status">
-{% for value, label in statuses %}<option value="{{ value }}"{% if value == task.status %} selected{% endif %}>{{ label }}</option>{% endfor %}
-</select><button>Update</button></form></td></tr>{% endfor %}</table>
-{% if page.has_next %}<a href="?page={{ page.next_page_number }}">next</a>{% endif %}"""
-
-PLAIN_BOARD = """<h2>{{ total }} open tasks</h2>
-<table>{% for g in groups %}<tr><th><a href="#group-{{ g.assignee.pk|default:'none' }}">{% if g.assignee %}{{ g.assignee.get_full_name|default:g.assignee.get_username }}{% else %}Unassigned{% endif %}</a></th>
-<td>{{ g.open }}</td><td>{{ g.overdue }}</td><td>{{ g.week }}</td></tr>{% endfor %}</table>
-<form method="post" action="/plain/board/assign/"><select name="assignee"><option value="">Nobody</option>
-{% for person in assignees %}<option value="{{ person.pk }}">{{ person.get_full_name|default:person.get_username }}</option>{% endfor %}</select>
-{% for g in groups %}<section id="group-{{ g.assignee.pk|default:'none' }}">
-<h2>{% if g.assignee %}{{ g.assignee.get_full_name|default:g.assignee.get_username }}{% else %}Unassigned{% endif %}
-{{ g.open }} open, {{ g.overdue }} overdue, {{ g.week }} due this week</h2><table>
-{% for task in g.tasks %}<tr{% if task.is_overdue %} class="overdue"{% endif %}>
-<td><input type="checkbox" name="tasks" value="{{ task.pk }}" id="pick-{{ task.pk }}"></td>
-<td><label for="pick-{{ task.pk }}"><bdi>{{ task.title }}</bdi></label> <a href="/plain/tasks/{{ task.pk }}/">open</a><div>{{ task.get_aim_display }}</div></td>
-<td>{{ task.case.reference }}</td><td>{{ task.get_priority_display }}</td>
-<td>{% if task.due_on %}{{ task.due_on|date:"Y-m-d" }}{% if task.is_overdue %} overdue{% endif %}{% else %}-{% endif %}</td>
-<td>{{ task.get_status_display }}</td></tr>{% endfor %}</table></section>{% endfor %}</form>"""
-
-
-def plain_my_queue(request, user_id):
-    """What my queue costs in plain Django: one person's open rows in queue order, a page."""
-    from casework.queues import queue_order
-
-    tasks = queue_order(
-        PlainTask.objects.filter(assignee_id=user_id, status__in=ACTIVE_STATUSES).select_related(
-            "case"
-        )
-    )
-    page = Paginator(tasks, settings.PASSAGE_TASKS_PER_PAGE).get_page(request.GET.get("page"))
-    context = {
-        "page": page,
-        "tasks": list(page.object_list),
-        "today": timezone.localdate(),
-        "statuses": TaskStatus.choices,
-    }
-    return HttpResponse(_template(PLAIN_QUEUE).render(Context(context)))
-
-
-def plain_board(request, team_id):
-    """What the board costs in plain Django: a team's open rows grouped by assignee, and
-    the people to assign them to."""
-    from casework.queues import board_summary, queue_order
-
-    tasks = queue_order(
-        PlainTask.objects.filter(team_id=team_id, status__in=ACTIVE_STATUSES).select_related(
-            "case", "assignee"
-        )
-    )
-    tasks = list(tasks[:1000])
-    assignees = User.objects.filter(teams=team_id, is_active=True).order_by("username")
-    context = {
-        "groups": board_summary(tasks),
-        "assignees": assignees,
-        "total": len(tasks),
-        "today": timezone.localdate(),
-    }
-    return HttpResponse(_template(PLAIN_BOARD).render(Context(context)))
-
-
-TASK_TITLES = [
-    "Residence-permit appointment",
-    "Housing",
-    "Bank account",
-    "Doctor registration",
-    "Counselling intake",
-    "Language course",
-    "Agree a safety plan with the person",
-    "Arrange safe transport",
-    "Find emergency accommodation",
-    "Book legal advice on asylum or residence",
-    "Replace lost or withheld identity documents",
-    "Check-in call",
-    "Review risk level",
-    "File signed consent forms",
-]
-# Titles often name people: a third of them do here.
-TASK_ABOUT = ["Call back", "Meet", "Write to the lawyer of", "Ask the school about", "Visit"]
-
-
-def fake_tasks(caseloads, cases, *, per_worker, unassigned, seed=9) -> list[dict]:
-    """Open tasks as plain values, shared by the encrypted rows and the baseline.
-
-    `caseloads` maps each caseworker to the indexes (into `cases`) of their caseload;
-    each gets `per_worker` tasks on those cases, and `unassigned` more go on any case.
-    Mixed priorities; about 12% overdue, 25% undated, the rest due within two months."""
-    rng = random.Random(seed)
-    today = timezone.localdate()
-    now = timezone.now()
-
-    def one(assignee, case_index):
-        roll = rng.random()
-        if roll < 0.12:
-            due = today - datetime.timedelta(days=rng.randint(1, 30))
-        elif roll < 0.37:
-            due = None
-        else:
-            due = today + datetime.timedelta(days=rng.randint(0, 60))
-        if rng.random() < 1 / 3:
-            title = f"{rng.choice(TASK_ABOUT)} {rng.choice(FIRST)} {rng.choice(LAST)}"
-        else:
-            title = rng.choice(TASK_TITLES)
-        if assignee is None:
-            status = TaskStatus.OPEN
-        else:
-            status = rng.choices(ACTIVE_STATUSES, weights=[60, 30, 10])[0]
-        return {
-            "id": uuid.UUID(int=rng.getrandbits(128), version=4),
-            "case": case_index,
-            "assignee": assignee,
-            "title": title,
-            "details": rng.choice(["", *NEEDS, *CIRCUMSTANCES]),
-            "aim": rng.choice(TaskAim.values),
-            "priority": rng.choices(Priority.values, weights=[5, 20, 55, 20])[0],
-            "due_on": due,
-            "status": status,
-            "created_at": now - datetime.timedelta(minutes=rng.randrange(90 * 24 * 60)),
-        }
-
-    out = []
-    for worker, caseload in caseloads.items():
-        out.extend(one(worker, rng.choice(caseload)) for _ in range(per_worker))
-    out.extend(one(None, rng.randrange(len(cases))) for _ in range(unassigned))
-    return out
-
-
-@section("queues")
-def queues_section(report, *, quick=False, **_options):
-    """1. One team: `n` encrypted cases (each under its own data key), 20 caseworkers each
-       with a caseload of n/20 cases, a coordinator leading the team.
-    2. `per_worker` open tasks per caseworker on their caseload (each granted "view_case"
-       and "change_case" on their tasks' cases) and `unassigned` more: bulk-inserted,
-       titles and details encrypted under the case's key; the same rows in a plain table.
-    3. Median time and queries of GET /tasks/ (one caseworker's queue) and GET
-       /tasks/board/ (the coordinator's board, every open task) through the whole stack,
-       against plain function views over the plain tables called through RequestFactory.
-    """
-    # Full size: seconds to load and measure on SQLite; --quick: a second or two.
-    n, per_worker, unassigned, repeat = (200, 4, 20, 5) if quick else (2_000, 40, 200, 11)
-    workers = 20
-    team = Team.objects.create(name="Benchmark queues team")
-    rng = random.Random(8)
-    caseworkers = [
-        User.objects.create_user(
-            username=f"benchmark-queues-{i:02d}",
-            first_name=rng.choice(FIRST),
-            last_name=rng.choice(LAST),
-        )
-        for i in range(1, workers + 1)
-    ]
-    Role.group(Role.CASEWORKER).user_set.add(*caseworkers)
-    team.members.add(*caseworkers)
-    coordinator = User.objects.create_user(username="benchmark-queues-coordinator")
-    coordinator.groups.add(Role.group(Role.COORDINATOR))
-    team.coordinators.add(coordinator)
-
-    # Own references: the other sections' rows may be in the same database.
-    cases = [{**c, "reference": f"Q-{i + 1:07d}"} for i, c in enumerate(fake_cases(n, seed=8))]
-    case_rows = []
-    _load_encrypted_cases(cases, team, keep=case_rows)
-    _load_plain_cases(cases, team)
-    caseloads = {w: list(range(i, n, workers)) for i, w in enumerate(caseworkers)}
-    tasks = fake_tasks(caseloads, cases, per_worker=per_worker, unassigned=unassigned)
-    encrypted = _load_encrypted_tasks(tasks, case_rows, team, coordinator)
-    plain = _load_plain_tasks(tasks, cases, team, coordinator)
-    grants = {w: set() for w in caseworkers}
-    for t in tasks:
-        if t["assignee"] is not None:
-            grants[t["assignee"]].add(cases[t["case"]]["id"])
-    _grant_work(grants)
-    report.add(
-        "queues",
-        f"load {len(tasks):,} encrypted tasks",
-        len(tasks) / encrypted,
-        "rows/s",
-        None,
-        f"plain rows: {len(tasks) / plain:,.0f} rows/s; on {n:,} cases, {workers} caseworkers",
-    )
-
-    caseworker = caseworkers[0]
-    factory = RequestFactory(HTTP_HOST="127.0.0.1")
-    worker_client = _verified_client(caseworker)
-    coordinator_client = _verified_client(coordinator)
-    total = len(tasks)
-    pages = {
-        f"my queue, {per_worker} tasks": (
-            lambda: worker_client.get("/tasks/"),
-            lambda: plain_my_queue(factory.get("/plain/tasks/"), caseworker.pk),
-            'id="task-',
-            per_worker,
-        ),
-        f"board, {total:,} open tasks": (
-            lambda: coordinator_client.get("/tasks/board/"),
-            lambda: plain_board(factory.get("/plain/board/"), team.pk),
-            'name="tasks" value="',
-            total,
-        ),
-    }
-    for label, (passage, baseline, row_mark, rows) in pages.items():
-        # Both pages show every row they should (a page that showed none would be fast).
-        for get in (passage, baseline):
-            shown = get().content.decode().count(row_mark)
-            if shown != rows:
-                raise RuntimeError(f"{label}: {shown} rows shown, {rows} expected")
-        ours, our_queries = _measure(passage, repeat)
-        theirs, their_queries = _measure(baseline, repeat)
-        report.add(
-            "queues",
-            f"{label} ({n:,} cases)",
-            ours * 1000,
-            "ms median",
-            theirs * 1000,
-            f"plain Django: {theirs * 1000:.1f} ms",
-        )
-        report.add(
-            "queues",
-            f"{label}, queries",
-            our_queries,
-            "queries",
-            their_queries,
-            f"plain Django: {their_queries}",
-        )
-    with connection.schema_editor() as editor:
-        editor.delete_model(PlainTask)
-        editor.delete_model(PlainCase)
-
-
-def _load_encrypted_tasks(tasks, case_rows, team, creator) -> float:
-    """Bulk insert; pre_save encrypts title and details under each case's data key (the
-    case rows carry theirs, unwrapped once per case)."""
-    from casework.models import Task
-
-    start = time.perf_counter()
-    Task.objects.bulk_create(
-        (Task(**{**t, "case": case_rows[t["case"]]}, team=team, created_by=creator) for t in tasks),
-        batch_size=1_000,
-    )
-    return time.perf_counter() - start
-
-
-def _load_plain_tasks(tasks, cases, team, creator) -> float:
-    with connection.schema_editor() as editor:
-        editor.create_model(PlainTask)
-    start = time.perf_counter()
-    PlainTask.objects.bulk_create(
-        (
-            PlainTask(
-                **{k: v for k, v in t.items() if k != "case"},
-                case_id=cases[t["case"]]["id"],
-                team=team,
-                created_by=creator,
-            )
-            for t in tasks
-        ),
-        batch_size=1_000,
-    )
-    return time.perf_counter() - start
+def _writers(write, n: int, seconds: float) -> int:
+    """`n` threads calling write(i) for `seconds`; how many calls finished in time."""
+    start, done, errors = threading.Barrier(n + 1), [0] * n, []
+
+    def run(k):
+        try:
+            start.wait()
+            stop = time.monotonic() + seconds
+            i = 0
+            while time.monotonic() < stop:
+                write(i)
+                i += 1
+            done[k] = i
+        except Exception as exc:  # noqa: BLE001  reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise RuntimeError(f"access-log writers failed: {errors[0]!r}")
+    close_old_connections()
+    return sum(done)
 
 
 @section("contacts")
@@ -1198,16 +651,51 @@ def contacts_section(report, *, quick=False, **_options):
 
 
 def run(sections, out, **options):
-    """Create a scratch database, run the sections, drop it."""
-    from django.test.utils import setup_databases, teardown_databases
+    """Each section in a scratch database of its own (created, then dropped), so one
+    section's rows never weigh on another's, with the plain baseline served beside
+    Passage's pages."""
+    from django.test.utils import override_settings, setup_databases, teardown_databases
 
-    old = setup_databases(verbosity=0, interactive=False)
+    from . import plain
+
     report = Report(out)
-    try:
-        out.write(f"database: {connection.vendor}  ({connection.settings_dict['NAME']})")
-        for name in sections:
-            out.write(f"[{name}]")
-            SECTIONS[name](report, **options)
-    finally:
-        teardown_databases(old, verbosity=0)
+    for name in sections:
+        old = setup_databases(verbosity=0, interactive=False)
+        try:
+            out.write(f"[{name}]  {connection.vendor} ({connection.settings_dict['NAME']})")
+            report.database = database_name()
+            plain.create_tables()
+            with override_settings(ROOT_URLCONF="tooling.urls"):
+                (SECTIONS.get(name) or GROUPS[name])(report, **options)
+        finally:
+            _end_other_sessions()
+            teardown_databases(old, verbosity=0)
     return report
+
+
+def database_name() -> str:
+    from django.conf import settings
+
+    if connection.vendor != "postgresql":
+        return f"SQLite {connection.Database.sqlite_version}"
+    broker = " and Redis" if (settings.CELERY_BROKER_URL or "").startswith("redis") else ""
+    return f"PostgreSQL {connection.pg_version // 10000}{broker}"
+
+
+def _end_other_sessions() -> None:
+    """A server or thread of the run may still hold the scratch database (PostgreSQL
+    refuses to drop it then): end those sessions, then this one."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+    connection.close()
+
+
+from . import bench_pages, load  # noqa: E402  sections of their own modules
+
+section("load")(load.load_section)
+GROUPS.update({name: bench_pages.group_section(name) for name in bench_pages.GROUPS})
+DEFAULT = ["vault", "growth", "accesslog", "load", "contacts"]

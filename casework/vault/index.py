@@ -273,7 +273,10 @@ class VaultModel(models.Model):
 
     def save(self, *args, **kwargs):
         adding = self._state.adding
-        with transaction.atomic():
+        # The row and its indexes together: a transaction of their own, or the caller's
+        # (joined, with no savepoint: a failure here fails the caller's work too, which
+        # no caller goes on from).
+        with transaction.atomic(savepoint=False):
             super().save(*args, **kwargs)
             if blind_indexes(type(self)):
                 update_blind_indexes(self, adding=adding)

@@ -1,4 +1,5 @@
-"""The auditor's pages, the unusual-access report, the export and verify_audit."""
+"""The auditor's pages, the unusual-access report, the export (with its proofs) and
+verify_audit."""
 
 import csv
 import datetime
@@ -15,7 +16,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from casework import audit, services
+from casework import audit, services, transparency
 from casework.audit_views import unusual_access
 from casework.models import AccessEvent, Role
 from tests.base import login_verified, make_user
@@ -62,6 +63,13 @@ def auditor(personas):
     return login_verified(Client(), personas.auditor)
 
 
+@pytest.fixture
+def checkpoints(settings, tmp_path):
+    """A checkpoint directory of this test's own (tests have none by default)."""
+    settings.PASSAGE_CHECKPOINT_DIR = tmp_path / "checkpoints"
+    return settings.PASSAGE_CHECKPOINT_DIR
+
+
 def csv_rows(response) -> list[list[str]]:
     body = b"".join(response.streaming_content).decode()
     return list(csv.reader(io.StringIO(body)))
@@ -75,6 +83,7 @@ def audit_urls(personas):
         reverse("audit_unusual"),
         reverse("audit_export"),
         reverse("audit_break_glass", args=[event.seq]),
+        reverse("audit_checkpoint"),
     ]
 
 
@@ -174,14 +183,43 @@ def test_log_shows_an_error_and_no_rows_for_a_backwards_date_range(personas, aud
     assert "The start date is after the end date." in response.content.decode()
 
 
-def test_log_paginates_by_fifty(personas, auditor):
-    for _ in range(60):
-        audit.record(personas.caseworker, "case.listed")
+def test_log_pages_by_key_fifty_at_a_time_newest_first(personas, auditor):
+    written = [audit.record(personas.caseworker, "case.listed").seq for _ in range(60)]
     first = auditor.get(reverse("audit_log"), {"action": "case.listed"})
-    second = auditor.get(reverse("audit_log"), {"action": "case.listed", "page": 2})
-    assert len(first.context["rows"]) == 50 and len(second.context["rows"]) == 10
-    # The page links keep the filters.
-    assert "action=case.listed&amp;page=2" in first.content.decode()
+    cursor = first.context["page"].next_cursor
+    # The page links keep the filters and carry a position, not a page number.
+    assert f"action=case.listed&amp;after={cursor}" in first.content.decode()
+    second = auditor.get(reverse("audit_log"), {"action": "case.listed", "after": cursor})
+    assert [e.seq for e in first.context["rows"]] == written[::-1][:50]
+    assert [e.seq for e in second.context["rows"]] == written[::-1][50:]
+    assert second.context["page"].next_cursor is None
+    back = auditor.get(
+        reverse("audit_log"),
+        {"action": "case.listed", "before": second.context["page"].previous_cursor},
+    )
+    assert [e.seq for e in back.context["rows"]] == written[::-1][:50]
+    assert "60 events" in first.content.decode()
+    # The viewer's own event names the rows shown, not a page number.
+    seen = AccessEvent.objects.filter(action="audit.viewed").order_by("-seq").first()
+    assert (seen.detail["from"], seen.detail["to"]) == (written[59], written[10])  # `back`
+
+
+def test_log_counts_no_further_than_its_bound(personas, auditor, monkeypatch):
+    from casework import lists
+
+    monkeypatch.setattr(lists, "COUNT_MAX", 5)
+    for _ in range(7):
+        audit.record(personas.caseworker, "case.listed")
+    page = auditor.get(reverse("audit_log"), {"action": "case.listed"})
+    assert "More than 5 events." in page.content.decode()
+
+
+def test_log_finds_a_case_by_its_reference_typed_any_way(personas, auditor):
+    case = make_case(personas)
+    audit.record(personas.caseworker, "case.viewed", case=case)
+    typed = case.reference.lower().replace("-", "–")
+    page = auditor.get(reverse("audit_log"), {"case": typed, "action": "case.viewed"})
+    assert [e.case_id for e in page.context["rows"]] == [case.pk]
 
 
 def test_audit_pages_never_show_decrypted_case_content(personas, auditor):
@@ -229,6 +267,10 @@ def test_export_streams_a_csv_of_the_filtered_log_without_case_content(personas,
         "flagged",
         "request_id",
         "detail",
+        "position",
+        "tree_size",
+        "leaf",
+        "proof",
     ]
     assert [(r[2], r[3], r[4]) for r in rows] == [
         ("caseworker", "case.viewed", case.reference),
@@ -238,6 +280,70 @@ def test_export_streams_a_csv_of_the_filtered_log_without_case_content(personas,
     assert rows[1][7] == "legal_name"
     assert datetime.datetime.fromisoformat(rows[0][1]).tzinfo is not None
     assert "Zephyrine" not in str(rows) and "Quillfeather" not in str(rows)
+    # Each row is in the tree: the export integrated the log first (no beat in tests).
+    size = AccessEvent.objects.count()  # the export's own event too
+    assert all(int(r[12]) == size and r[11].isdigit() and r[13] and r[14] for r in rows)
+
+
+def test_export_rows_prove_themselves_against_the_signed_checkpoint(
+    personas, auditor, checkpoints, tmp_path
+):
+    for name in ("One", "Two", "Three"):
+        make_case(personas, name=name)
+    export = tmp_path / "export.csv"
+    export.write_bytes(b"".join(auditor.get(reverse("audit_export")).streaming_content))
+    header, *rows = list(csv.reader(io.StringIO(export.read_text())))
+    size = int(rows[0][12])
+    note = auditor.get(reverse("audit_checkpoint"), {"size": size})
+    assert note["Content-Type"] == "text/plain; charset=utf-8"
+    checkpoint = tmp_path / "checkpoint.txt"
+    checkpoint.write_bytes(note.content)
+    assert AccessEvent.objects.filter(action="audit.checkpoint_viewed").count() == 1
+
+    out = io.StringIO()
+    call_command("verify_export", str(export), str(checkpoint), stdout=out)
+    assert out.getvalue().startswith(f"OK: {len(rows)} rows are in the signed tree ({size} events)")
+
+    # A row changed after the export (a forged piece of evidence) fails...
+    forged = [header] + [
+        r[:3] + ["case.nothing_to_see"] + r[4:] if i == 1 else r for i, r in enumerate(rows)
+    ]
+    with export.open("w", newline="") as handle:
+        csv.writer(handle).writerows(forged)
+    with pytest.raises(CommandError, match="line 3 .*: its action differs from its leaf"):
+        call_command("verify_export", str(export), str(checkpoint))
+    # ...and so does a leaf made to match it: its proof leads nowhere.
+    leaf = bytes.fromhex(rows[1][13]).replace(rows[1][3].encode(), b"case.nothing_to_see")
+    forged[2][13] = leaf.hex()
+    with export.open("w", newline="") as handle:
+        csv.writer(handle).writerows(forged)
+    with pytest.raises(CommandError, match="does not lead to the signed root"):
+        call_command("verify_export", str(export), str(checkpoint))
+    # A checkpoint file signed by another key proves nothing.
+    with pytest.raises(CommandError, match="no checkpoint in the file is signed by that key"):
+        stranger = transparency.verifier_key("x/access-log", bytes(32))
+        call_command("verify_export", str(export), str(checkpoint), key=stranger)
+
+
+def test_log_page_names_the_latest_signed_checkpoint(personas, auditor, checkpoints):
+    assert "No signed checkpoint yet" in auditor.get(reverse("audit_log")).content.decode()
+    make_case(personas)
+    cp = transparency.sequence()
+    html = auditor.get(reverse("audit_log")).content.decode()
+    assert f"Latest signed checkpoint: {cp.size} events, {cp.time} (UTC)" in html
+    assert f"<code>{cp.root_hex[:16]}…</code>" in html
+    assert f"{reverse('audit_checkpoint')}?size={cp.size}" in html
+
+
+def test_checkpoint_page_gives_the_public_key_and_404_for_an_unknown_size(
+    personas, auditor, checkpoints
+):
+    make_case(personas)
+    transparency.sequence()
+    text = auditor.get(reverse("audit_checkpoint")).content.decode()
+    key = (checkpoints / "log.pub").read_text().strip()
+    assert f"key {key}" in text and "\n\u2014 " in text  # the key and a signed note
+    assert auditor.get(reverse("audit_checkpoint"), {"size": 999}).status_code == 404
 
 
 def test_export_records_its_row_count_before_streaming_and_leaves_itself_out(personas, auditor):
@@ -425,14 +531,14 @@ def add_events(personas, auditor, n):
         audit.record(personas.caseworker, "case.searched", detail={"outside_caseload": 1})
 
 
-# Writing one event: savepoint, the last row, insert, release (and, on PostgreSQL, the
-# advisory lock first).
-WRITE_EVENT = 4 + (connection.vendor == "postgresql")
-# A verified request costs, before the view: the session, the user, the OTP device.
-# The view: the user's roles, the distinct action codes for the filter, the page count,
-# the page's rows (actor and case joined), writing audit.viewed, and the staff for the
-# person filter (while rendering).
-LOG_QUERIES = 3 + 4 + WRITE_EVENT + 1
+# Writing one event: its insert (no lock, no savepoint, no read of the last row).
+WRITE_EVENT = 1
+# A verified request costs, before the view: the session, the user with their roles
+# (staff.StaffBackend), the OTP device. The view: the distinct action codes for the
+# filter, the page's rows by key (actor and case joined; LIMIT 51), the rows counted to
+# 1,001 at most, writing audit.viewed, and the staff for the person filter (while
+# rendering).
+LOG_QUERIES = 3 + 3 + WRITE_EVENT + 1
 
 
 @pytest.mark.parametrize("n", [5, 50])
@@ -443,9 +549,9 @@ def test_log_page_queries_stay_flat(personas, auditor, django_assert_num_queries
     assert len(response.context["rows"]) == min(50, 2 * n + 2)  # and the case, the login
 
 
-# Before the view: session, user, OTP device. The view: the user's roles, the period's
+# Before the view: session, user with their roles, OTP device. The view: the period's
 # candidate events (actor and case joined), writing audit.report_viewed.
-REPORT_QUERIES = 3 + 2 + WRITE_EVENT
+REPORT_QUERIES = 3 + 1 + WRITE_EVENT
 
 
 @pytest.mark.parametrize("n", [5, 50])
@@ -456,13 +562,29 @@ def test_report_queries_stay_flat(personas, auditor, django_assert_num_queries, 
     assert len(response.context["report"]["sealed"]) == n
 
 
-# --- The chain ------------------------------------------------------------------------------------
-def test_verify_audit_passes_on_an_intact_chain(personas):
+# --- Verification -------------------------------------------------------------------------------
+def test_verify_audit_passes_on_an_intact_log(personas, checkpoints):
     make_case(personas)
     audit.record(personas.caseworker, "case.viewed")
     out = io.StringIO()
     call_command("verify_audit", stdout=out)
-    assert out.getvalue().strip() == f"OK: {AccessEvent.objects.count()} events, chain intact."
+    n = AccessEvent.objects.count()
+    root = transparency.root_at(n).hex()[:16]
+    assert out.getvalue().strip() == (
+        f"OK: {n} events, chain intact: a Merkle tree of {n} (root {root}...), "
+        "consistent with 1 signed checkpoints."
+    )
+
+
+def test_verify_audit_reports_events_not_yet_in_the_tree(personas, checkpoints):
+    make_case(personas)
+    call_command("verify_audit", stdout=io.StringIO())
+    audit.record(personas.caseworker, "case.viewed")
+    out = io.StringIO()
+    call_command("verify_audit", "--no-integrate", stdout=out)
+    assert "Not yet in the tree: 1 events" in out.getvalue()
+    newest = AccessEvent.objects.order_by("-seq").first()
+    assert not transparency.LogLeaf.objects.filter(event=newest).exists()
 
 
 def tamper(seq, action="case.nothing_to_see"):
@@ -477,21 +599,26 @@ def tamper(seq, action="case.nothing_to_see"):
 def test_verify_audit_names_the_first_tampered_event(personas):
     for name in ("One", "Two", "Three"):
         make_case(personas, name=name)
-    target = AccessEvent.objects.get(action="case.created", case__isnull=False, seq=2)
+    call_command("verify_audit", stdout=io.StringIO())  # in the tree
+    target = AccessEvent.objects.filter(action="case.created").order_by("seq")[1]
     tamper(target.seq)
     with pytest.raises(CommandError) as failure:
         call_command("verify_audit")
-    assert str(failure.value) == "BROKEN at event #2 (1 events before it verified)."
+    assert str(failure.value) == (
+        f"BROKEN: event #{target.seq} (position 1): it does not match its MAC (changed, or "
+        "written without the key) (1 events verified)."
+    )
 
 
 def test_verify_audit_exits_with_status_1_and_says_so_on_stderr(personas, capsys):
     for name in ("One", "Two", "Three"):
         make_case(personas, name=name)
-    tamper(3)
+    third = AccessEvent.objects.order_by("seq")[2].seq
+    tamper(third)
     with pytest.raises(SystemExit) as exit_:
         execute_from_command_line(["manage.py", "verify_audit"])
     assert exit_.value.code == 1
-    assert "BROKEN at event #3 (2 events before it verified)." in capsys.readouterr().err
+    assert f"BROKEN: event #{third} (position 2): it does not match" in capsys.readouterr().err
 
 
 def test_the_database_refuses_update_and_delete_of_events(personas):

@@ -1,5 +1,5 @@
-"""The demo cases, tasks and family requests of `seed_demo`, and the `cases`, `families`
-and `queues` sections of `manage.py benchmark`."""
+"""The demo cases, tasks and family requests of `seed_demo` (the benchmark's own tests are
+in test_benchmark.py)."""
 
 import io
 import re
@@ -27,7 +27,7 @@ from casework.models import (
 from contacts.models import ConsentEvent, Message, NoticeText
 from families.matching import tracing_consented
 from families.models import FamilyRequest, MatchCandidate
-from tests.base import login_verified, run_benchmark
+from tests.base import login_verified
 from tooling.management.commands.seed_demo import (
     DEMO_CASES,
     DEMO_CHECKLISTS,
@@ -326,70 +326,3 @@ def test_the_printed_demo_credentials_open_the_relay_request_status(settings):
     # What a family sees depends only on the time since they wrote (PASSAGE_FAMILY_
     # RECEIVED_HOURS), never on the match: a request written a moment ago reads "received".
     assert page.context["req"].pk == relay.pk and page.context["state"] == "received"
-
-
-def test_benchmark_cases_section_compares_pages_with_plain_django(tmp_path):
-    rows = run_benchmark(tmp_path, "cases")
-    assert {r["section"] for r in rows.values()} == {"cases"}
-    for page in ("case list, page 1 of 200 visible", "case detail"):
-        timing = rows[f"{page} (2,000 cases)"]
-        assert timing["unit"] == "ms median" and timing["value"] > 0
-        assert timing["ratio"] > 0
-        queries = rows[f"{page}, queries"]
-        assert queries["unit"] == "queries"
-        # Session, user, device, roles, the page, the access log: never none.
-        assert queries["value"] >= 5 and queries["ratio"] > 1
-    # The plain list is a count and a page; the plain detail one row.
-    assert rows["case list, page 1 of 200 visible, queries"]["note"] == "plain Django: 2"
-    assert rows["case detail, queries"]["note"] == "plain Django: 1"
-
-
-def test_benchmark_families_section_compares_form_and_matching_with_baselines(tmp_path):
-    rows = run_benchmark(tmp_path, "families")
-    assert {r["section"] for r in rows.values()} == {"families"}
-    post = rows["contact form, valid POST"]
-    assert post["unit"] == "ms median" and post["value"] > 0 and post["ratio"] > 0
-    queries = rows["contact form, valid POST, queries"]
-    # The plain view saves one row; ours also writes a data key, the index and the log.
-    assert queries["note"] == "plain Django: 1" and queries["value"] > 3
-    load = rows["load 2,000 encrypted cases with name index"]
-    assert load["unit"] == "rows/s" and load["note"] == "200 with tracing consent"
-    scan = rows["match baseline: decrypt-and-scan (2,000 cases)"]
-    assert scan["unit"] == "ms" and scan["value"] > 0
-
-    def counted(label):
-        row = rows[f"match: {label} (2,000 cases)"]
-        assert row["unit"] == "ms median" and row["value"] > 0
-        assert row["ratio"] == pytest.approx(row["value"] / scan["value"])
-        found = re.fullmatch(
-            r"decrypted (\d+) consenting cases; candidates: (\d+); queries: (\d+)", row["note"]
-        )
-        return row, *(int(g) for g in found.groups())
-
-    _row, decrypted, candidates, _q = counted("name of a consenting case")
-    assert decrypted >= 1 and candidates >= 1
-    _row, decrypted, _c, _q = counted("very common first name")
-    # A common first name alone brings no candidates: two tokens must meet in one case.
-    assert decrypted <= 3
-    nothing, decrypted, candidates, _q = counted("name that matches nothing")
-    # A blind index offers a few false candidates by design; decryption drops them.
-    assert candidates == 0 and decrypted <= 3
-    assert nothing["ratio"] < 1  # the index beats decrypting every case
-
-
-def test_benchmark_queues_section_compares_queue_and_board_with_plain_django(tmp_path):
-    rows = run_benchmark(tmp_path, "queues")
-    assert {r["section"] for r in rows.values()} == {"queues"}
-    load = rows["load 100 encrypted tasks"]
-    assert load["unit"] == "rows/s" and load["value"] > 0
-    assert load["note"].endswith("on 200 cases, 20 caseworkers")
-    for page in ("my queue, 4 tasks", "board, 100 open tasks"):
-        timing = rows[f"{page} (200 cases)"]
-        assert timing["unit"] == "ms median" and timing["value"] > 0 and timing["ratio"] > 0
-        queries = rows[f"{page}, queries"]
-        assert queries["unit"] == "queries"
-        # Session, user, device, roles and the tasks: never fewer than five.
-        assert queries["value"] >= 5 and queries["ratio"] > 1
-    # The plain queue is a count and a page; the plain board its rows and the assignees.
-    assert rows["my queue, 4 tasks, queries"]["note"] == "plain Django: 2"
-    assert rows["board, 100 open tasks, queries"]["note"] == "plain Django: 2"

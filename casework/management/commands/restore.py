@@ -51,4 +51,11 @@ class Command(BaseCommand):
             return
         call_command("migrate", "--check", stdout=self.stdout)
         call_command("verify_vault", stdout=self.stdout)
-        call_command("verify_audit", stdout=self.stdout)
+        try:
+            call_command("verify_audit", stdout=self.stdout)
+        except CommandError as exc:
+            raise CommandError(
+                f"{exc} If this backup is older than the newest signed checkpoint, the "
+                "events written after it are lost: record that with `python manage.py "
+                "verify_audit --after-restore` (every later verification names the loss)."
+            ) from None
