@@ -188,18 +188,42 @@ def test_the_forms_read_in_persian_right_to_left(case, personas):
     assert "New note" not in html
 
 
-def test_grants_kept_on_the_user_object_are_read_when_the_query_runs(personas):
-    """access.granted_cases builds guardian's query once per user object (a page asks
-    for the same grants several times): a grant or a revocation made afterwards still
+def test_a_user_s_rules_read_the_grants_when_the_query_runs(personas):
+    """A rule built for a user object (a page asks for the same grants several times)
+    reads the grant table when its query runs: a grant or a revocation made afterwards
     counts at once for that same object."""
     from guardian.shortcuts import remove_perm
 
     case = make_case(personas.team, actor=personas.coordinator)
     user = personas.other_caseworker
-    assert not access.cases_for_user(user).filter(pk=case.pk).exists()
-    assert user._granted_cases  # kept
+    visible = access.cases_for_user(user)
+    assert not visible.filter(pk=case.pk).exists()
     grant(case, user, "work")
+    assert visible.filter(pk=case.pk).exists()
     assert access.cases_for_user(user, access.CHANGE).filter(pk=case.pk).exists()
     remove_perm(access.CHANGE, user, case)
     remove_perm(access.VIEW, user, case)
+    assert not visible.filter(pk=case.pk).exists()
+
+
+def test_only_a_user_s_own_case_grants_count_never_a_group_s_or_a_global_one(personas):
+    """access.granted_ids reads guardian's per-case user grants directly: a grant to a
+    group the user is in, a model-wide permission and the superuser flag add nothing
+    (SECURITY.md: guardian's defaults would let the last two in)."""
+    from django.contrib.auth.models import Group, Permission
+    from guardian.shortcuts import assign_perm
+
+    case = make_case(personas.team, actor=personas.coordinator)
+    user = personas.other_caseworker
+    group = Group.objects.create(name="helpers")
+    user.groups.add(group)
+    assign_perm(access.CHANGE, group, case)
+    user.user_permissions.add(
+        *Permission.objects.filter(codename__in=[access.VIEW, access.CHANGE, access.WHEREABOUTS])
+    )
+    user.is_superuser = True
+    user.save()
+    assert not access.granted_cases(user, access.VIEW, access.CHANGE).exists()
     assert not access.cases_for_user(user).filter(pk=case.pk).exists()
+    grant(case, user, "view")
+    assert list(access.granted_cases(user, access.VIEW, access.CHANGE)) == [case]
