@@ -28,6 +28,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from . import access, audit, lists, vault
 from .models import BlindIndexEntry, Case
+from .vault.index import ASCII_DIGITS
 
 SESSION_KEY = "passage_case_searches"
 KEPT = 10  # searches remembered per session
@@ -41,12 +42,6 @@ RARE = 64  # a name's token held by at most this many rows leads the index looku
 _REFERENCE = re.compile(r"^[A-Z]{1,3}-[0-9]+(?:-[0-9]+)*$")
 _CASE_REFERENCE = re.compile(r"^P-([0-9]{4})-([0-9]{1,9})$")  # CaseCounter.next_reference
 _DASHES = re.compile(r"[\u2010-\u2015\u2212\u2796\ufe58\ufe63\uff0d]")
-_DIGITS = str.maketrans(
-    {
-        **{chr(0x06F0 + i): str(i) for i in range(10)},  # Persian
-        **{chr(0x0660 + i): str(i) for i in range(10)},  # Arabic-Indic
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -60,7 +55,7 @@ def normal_reference(term: str) -> str | None:
     """The stored form of a reference typed any way (references are stored upper-case,
     ASCII, numbered to four digits at least: P-2026-0042), or None if the term is not
     shaped like one."""
-    text = unicodedata.normalize("NFKC", term).translate(_DIGITS)
+    text = unicodedata.normalize("NFKC", term).translate(ASCII_DIGITS)
     text = _DASHES.sub("-", "".join(text.split())).upper()
     if not _REFERENCE.match(text):
         return None

@@ -231,3 +231,30 @@ def form_state(response) -> dict:
         if match:
             found[name] = html.unescape(match[1])
     return found
+
+
+def at_once(job, n: int = 2) -> list:
+    """`job()` in `n` threads started at the same moment, each on its own database
+    connection (closed after); their results. Any exception fails the caller."""
+    import threading
+
+    from django.db import connection
+
+    start, results, errors = threading.Barrier(n), [], []
+
+    def run():
+        try:
+            start.wait()
+            results.append(job())
+        except Exception as exc:  # shown by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    return results

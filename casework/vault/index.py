@@ -17,6 +17,14 @@ from .keys import keyring
 from .records import _shredded, owner_data_key
 
 # --- Normalisation and blind indexes ------------------------------------------------------
+# Persian and Arabic-Indic digits as ASCII: for names here, and for references typed
+# with them (casework/search.py).
+ASCII_DIGITS = str.maketrans(
+    {
+        **{chr(0x06F0 + i): str(i) for i in range(10)},  # Persian digits
+        **{chr(0x0660 + i): str(i) for i in range(10)},  # Arabic-Indic digits
+    }
+)
 _CHAR_MAP = str.maketrans(
     {
         "\u064a": "\u06cc",  # ي Arabic yeh -> ی Persian yeh
@@ -30,8 +38,7 @@ _CHAR_MAP = str.maketrans(
         "\u0624": "\u0648",  # ؤ -> و
         "\u0626": "\u06cc",  # ئ -> ی
         "\u0640": None,  # tatweel
-        **{chr(0x06F0 + i): str(i) for i in range(10)},  # Persian digits
-        **{chr(0x0660 + i): str(i) for i in range(10)},  # Arabic-Indic digits
+        **ASCII_DIGITS,
     }
 )
 _SEPARATORS = re.compile(r"[\s\-\u2010-\u2015\u2212_.,;:/\u060c\u061b]+")

@@ -49,6 +49,21 @@ def cut_tree(cursor, size):
         )
 
 
+def restore_an_older_backup():
+    """4 events checkpointed (what the backup holds), 3 more checkpointed (7), then the
+    database put back as the backup had it: its events, its tree, its sequencer row."""
+    write(4)
+    ok()
+    backup = max(AccessEvent.objects.values_list("seq", flat=True))
+    state = LogState.objects.get()
+    write(3)
+    ok()  # checkpoint of 7
+    with triggers_dropped() as cursor:
+        cursor.execute(f"DELETE FROM {audit.TABLE} WHERE seq > %s", [backup])
+        cut_tree(cursor, 4)
+    state.save()
+
+
 def broken() -> str:
     with pytest.raises(CommandError) as failure:
         call_command("verify_audit", stdout=io.StringIO())
@@ -190,19 +205,7 @@ def test_checkpoints_removed_from_the_file_fail(checkpoints):
 def test_a_restore_from_an_older_backup_is_recorded_and_named_ever_after(checkpoints):
     """A restore is a cut tail too: verification fails until the loss is recorded, and
     names it from then on."""
-    write(4)
-    ok()
-    with transaction.atomic():  # what the backup holds
-        backup = (
-            list(AccessEvent.objects.values_list("seq", flat=True)),
-            LogState.objects.get(),
-        )
-    write(3)
-    ok()  # checkpoint of 7
-    with triggers_dropped() as cursor:  # the database restored from the backup
-        cursor.execute(f"DELETE FROM {audit.TABLE} WHERE seq > %s", [max(backup[0])])
-        cut_tree(cursor, 4)
-    backup[1].save()
+    restore_an_older_backup()
     assert "the log's newest events were removed" in broken()
     out = io.StringIO()
     call_command("verify_audit", "--after-restore", stdout=out)
@@ -221,17 +224,7 @@ def test_a_restored_log_that_grew_past_its_old_checkpoints_is_never_signed_over_
     grows past the old checkpoints' size with another history. The sequencer refuses to
     sign a tree that does not extend the newest checkpoint (a conflicting signature would
     hide the fork); the loss, once recorded, is named and verification passes again."""
-    write(4)
-    ok()
-    backup = max(AccessEvent.objects.values_list("seq", flat=True))
-    with transaction.atomic():
-        state = LogState.objects.get()
-    write(3)
-    ok()  # checkpoint of 7
-    with triggers_dropped() as cursor:
-        cursor.execute(f"DELETE FROM {audit.TABLE} WHERE seq > %s", [backup])
-        cut_tree(cursor, 4)
-    state.save()
+    restore_an_older_backup()
     write(6)  # the restored site at work: 10 events, another history from the 5th
     transparency.integrate()
     with pytest.raises(transparency.CheckpointError, match="does not extend"):

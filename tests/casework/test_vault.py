@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from casework import vault
 from casework.models import BlindIndexEntry, DataKey, Job
-from tests.base import run_benchmark
+from tests.base import at_once, run_benchmark
 from tests.vaulttest.models import Diary, Person
 
 pytestmark = pytest.mark.django_db
@@ -475,7 +475,6 @@ def test_rotation_skips_keys_another_transaction_holds_and_a_rerun_takes_them(pg
 def test_two_rotations_at_once_share_the_keys_and_rewrap_each_once(
     pg_threads, keyfile, monkeypatch
 ):
-    import threading
     import time
 
     from casework.vault import upkeep
@@ -494,23 +493,7 @@ def test_two_rotations_at_once_share_the_keys_and_rewrap_each_once(
         return n
 
     monkeypatch.setattr(upkeep, "_rewrap", slow_rewrap)
-    start, done, errors = threading.Barrier(2), [], []
-
-    def run():
-        try:
-            start.wait()
-            done.append(vault.rotate(batch_size=3))
-        except Exception as exc:  # shown by the assertion below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert errors == []
+    done = at_once(lambda: vault.rotate(batch_size=3))
     assert sum(done) == 20 and min(done) > 0  # both worked, no key twice
     assert sum(written) == 20
     keys = list(DataKey.objects.all())

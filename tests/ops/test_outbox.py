@@ -6,7 +6,6 @@ import datetime
 import signal
 import subprocess
 import sys
-import threading
 import time
 from contextlib import contextmanager
 
@@ -18,7 +17,7 @@ from django.utils import timezone
 
 from casework import queues, services
 from casework.models import Notification, Role
-from tests.base import Personas, grant, make_case, make_user
+from tests.base import Personas, at_once, grant, make_case, make_user
 from tests.ops.conftest import ROOT, Worker, use_broker, wait_until
 from tests.ops.fakes import FakeSMTP, RedisServer
 
@@ -159,24 +158,7 @@ def test_two_runs_at_once_without_the_job_lock_still_send_one_per_person(
     monkeypatch.setattr(background, "exclusive", _always_mine)
     addresses = digest_world(8)
     mail.outbox.clear()
-    start = threading.Barrier(2)
-    errors = []
-
-    def run():
-        try:
-            start.wait()
-            send_daily_reminders()
-        except Exception as exc:  # pragma: no cover - shown by the assertion below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert errors == []
+    at_once(send_daily_reminders)
     assert sorted(m.to[0] for m in mail.outbox) == sorted(addresses)
     assert Notification.objects.filter(kind="digest_caseworker").count() == 8
 

@@ -3,7 +3,6 @@ is still running) have the effect of one (issue 13, item 9). Each run is a threa
 connection of its own to PostgreSQL; one step of each job is slowed so the runs overlap."""
 
 import datetime
-import threading
 import time
 
 import pytest
@@ -13,7 +12,7 @@ from django.utils import timezone
 
 from casework.models import AccessEvent, Case, Notification, Stage
 from contacts.models import ConsentEvent, NoticeText
-from tests.base import Personas, grant, make_case
+from tests.base import Personas, at_once, grant, make_case
 
 
 @pytest.fixture
@@ -30,26 +29,6 @@ def slowed(monkeypatch, module, name, seconds=0.5):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(module, name, slow)
-
-
-def twice_at_once(job):
-    start, errors = threading.Barrier(2), []
-
-    def run():
-        try:
-            start.wait()
-            job()
-        except Exception as exc:  # shown by the assertion below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert errors == []
 
 
 def test_consent_upkeep_twice_at_once_lapses_once_and_warns_once(pg, monkeypatch):
@@ -80,7 +59,7 @@ def test_consent_upkeep_twice_at_once_lapses_once_and_warns_once(pg, monkeypatch
         )
     slowed(monkeypatch, services, "consent_lapse")
     mail.outbox.clear()
-    twice_at_once(consent_daily)
+    at_once(consent_daily)
     assert ConsentEvent.objects.filter(decision="lapsed").count() == 1
     assert AccessEvent.objects.filter(action="consent.lapsed").count() == 1
     assert [m.to for m in mail.outbox] == [["casey@example.org"]]
@@ -96,7 +75,7 @@ def test_shredding_twice_at_once_shreds_and_logs_once(pg, monkeypatch):
     services.case_change_stage(actor=personas.coordinator, case=case, stage=Stage.CLOSED)
     Case.objects.filter(pk=case.pk).update(retention_until=datetime.date(2000, 1, 1))
     slowed(monkeypatch, services, "case_shred")
-    twice_at_once(shred_expired_cases)
+    at_once(shred_expired_cases)
     assert Case.objects.get(pk=case.pk).is_shredded
     assert AccessEvent.objects.filter(action="case.shredded", case=case).count() == 1
 
@@ -119,5 +98,5 @@ def test_digests_twice_at_once_send_one_each(pg, monkeypatch):
     )
     slowed(monkeypatch, tasks, "_digest_counts", seconds=0.3)
     mail.outbox.clear()
-    twice_at_once(tasks.send_daily_reminders)
+    at_once(tasks.send_daily_reminders)
     assert [m.to for m in mail.outbox] == [["casey@example.org"]]
